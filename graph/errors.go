@@ -1,0 +1,64 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/reservekit/reservekit/db"
+)
+
+// PresentError turns errors into GraphQL errors with extensions.code: domain
+// errors keep their code, message and field; GraphQL's own parse and
+// validation errors become invalid_request; anything else is logged and
+// answered as internal_error without details.
+func PresentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		var de *db.Error
+		if errors.As(err, &de) {
+			field := de.Field
+			if field == "" {
+				field = lastPathField(gqlErr.Path)
+			}
+			gqlErr.Message = de.Message
+			gqlErr.Extensions = map[string]any{"code": de.Code, "status": de.Status}
+			if field != "" {
+				gqlErr.Extensions["field"] = field
+			}
+			return gqlErr
+		}
+		if code, ok := gqlErr.Extensions["code"].(string); ok {
+			switch code {
+			case "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT":
+				gqlErr.Extensions["code"] = db.CodeInvalidRequest
+				return gqlErr
+			}
+			return gqlErr
+		}
+		var unwrapped *gqlerror.Error
+		if errors.As(err, &unwrapped) && unwrapped.Rule != "" {
+			gqlErr.Extensions = map[string]any{"code": db.CodeInvalidRequest}
+			return gqlErr
+		}
+		log.ErrorContext(ctx, "resolver error", "err", err, "path", gqlErr.Path.String())
+		return &gqlerror.Error{
+			Message:    "Internal error",
+			Path:       gqlErr.Path,
+			Extensions: map[string]any{"code": "internal_error"},
+		}
+	}
+}
+
+func lastPathField(p ast.Path) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if name, ok := p[i].(ast.PathName); ok {
+			return string(name)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,46 @@
+// Package graph serves the GraphQL schema: gqlgen's generated executor, thin
+// resolvers that call db, error mapping, dataloaders and scalars.
+package graph
+
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"context"
+
+	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/graph/model"
+	"github.com/reservekit/reservekit/server/caller"
+)
+
+// KeyManager issues and revokes API keys (implemented by the auth package,
+// which owns the key format and the verification cache).
+type KeyManager interface {
+	Issue(ctx context.Context, accountID int64, name string, domain *string) (*db.APIKey, string, error)
+	Revoke(ctx context.Context, accountID, keyID int64) (*db.APIKey, error)
+}
+
+// Resolver is the root resolver; it holds the dependencies resolvers share.
+type Resolver struct {
+	DB   *db.DB
+	Keys KeyManager
+}
+
+// account is the tenant of the request; the auth middleware guarantees a
+// caller before any resolver runs.
+func account(ctx context.Context) int64 { return caller.From(ctx).AccountID() }
+
+// nullIfNotFound turns "not found" of a nullable lookup into null.
+func nullIfNotFound[T any](v *T, err error) (*T, error) {
+	switch db.ErrorCode(err) {
+	case db.CodeServiceNotFound, db.CodeBookingNotFound, db.CodeTimeSlotNotFound:
+		return nil, nil
+	}
+	return v, err
+}
+
+func slotInput(ts *model.TimeSlotInput) db.TimeSlotInput {
+	return db.TimeSlotInput{
+		ID: ts.ID, DayOfWeek: ts.DayOfWeek, StartMinute: ts.StartTime,
+		EndMinute: ts.EndTime, MaxBookings: ts.MaxBookings,
+	}
+}

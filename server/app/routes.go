@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/respond"
+)
+
+// MaxBodyBytes caps request bodies.
+const MaxBodyBytes = 1 << 20
+
+// routes lays out the middleware in the order of DESIGN.md: request id,
+// recovery and body limit for everything; auth (with its per-IP failure
+// limit) and the per-account rate limit before GraphQL.
+func (a *App) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, exposeRequestID, a.recoverer, limitBody)
+
+	r.Get("/", playground.Handler("ReserveKit GraphQL", "/graphql",
+		playground.WithGraphiqlUiHeaders(map[string]string{"Authorization": "Bearer sk_rsv_paste_your_key_here"})))
+	r.Get("/healthz", a.healthz)
+
+	authn := auth.NewMiddleware(a.Verifier, a.cfg.AuthFailuresPerIP, a.cfg.AuthFailureWindow,
+		func(r *http.Request, err error) {
+			a.cfg.Log.Error("authenticate", "err", err, "request_id", middleware.GetReqID(r.Context()))
+		})
+	gql := authn.Handler(a.rateLimiter().Handler(a.graphQL()))
+	r.Handle("/graphql", gql)
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		respond.Error(w, http.StatusNotFound, "resource_not_found", "Not found: the API is at /graphql", nil)
+	})
+	return r
+}
+
+func exposeRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", middleware.GetReqID(r.Context()))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *App) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				a.cfg.Log.Error("panic", "panic", p, "request_id", middleware.GetReqID(r.Context()))
+				respond.Error(w, http.StatusInternalServerError, "internal_error", "Internal error", nil)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxBodyBytes {
+			respond.Error(w, http.StatusRequestEntityTooLarge, "invalid_request", "Request body is larger than 1 MiB", nil)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	if err := a.DB.PingContext(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unavailable","database":"unreachable"}`))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/server/app"
+	"github.com/reservekit/reservekit/server/auth"
+)
+
+const usage = `ReserveKit: a self-hostable scheduling API served as GraphQL.
+
+Usage:
+  server [serve]                 serve the API on PORT (default 8080)
+  server migrate                 apply database migrations and exit
+  server accounts create NAME [--plan starter|developer|growth] [--rate N --burst N] [--monthly-quota N]
+  server keys create --account NAME [--name LABEL] [--domain HOST] [--plan P]
+                                 print a new key's secret (only the secret, on stdout)
+  server keys list --account NAME
+  server keys revoke ID
+
+Environment:
+  DATABASE_URL   postgres://… or postgresql://… (Postgres), sqlite:PATH or file:PATH
+                 (SQLite); default sqlite:reservekit.db
+  PORT           listen port (default 8080)
+  RESERVEKIT_BOOTSTRAP=0
+                 do not create the "default" account and key on an empty database
+  LOG_FORMAT=json
+                 JSON logs on stderr (default text)
+`
+
+// cli holds what every command needs.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	log            *slog.Logger
+}
+
+
+// run executes one command line and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	var h slog.Handler = slog.NewTextHandler(stderr, nil)
+	if getenv("LOG_FORMAT") == "json" {
+		h = slog.NewJSONHandler(stderr, nil)
+	}
+	c.log = slog.New(h)
+	if err := c.dispatch(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "error:", strings.TrimPrefix(err.Error(), "usage: "))
+		return 2
+	}
+	return 0
+}
+
+func (c *cli) dispatch(args []string) error {
+	if len(args) == 0 {
+		return c.serve(nil)
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(c.stdout, usage)
+		return nil
+	case "serve":
+		return c.serve(args[1:])
+	case "migrate":
+		return c.migrate(args[1:])
+	case "accounts":
+		if len(args) > 1 && args[1] == "create" {
+			return c.accountsCreate(args[2:])
+		}
+	case "keys":
+		if len(args) > 1 {
+			switch args[1] {
+			case "create":
+				return c.keysCreate(args[2:])
+			case "list":
+				return c.keysList(args[2:])
+			case "revoke":
+				return c.keysRevoke(args[2:])
+			}
+		}
+	}
+	return fmt.Errorf("unknown command %q (see server --help)", strings.Join(args, " "))
+}
+
+// parse parses flags that may appear before or after positional arguments.
+func (c *cli) parse(fs *flag.FlagSet, args []string, help string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(c.stdout, help)
+				fs.SetOutput(c.stdout)
+				fs.PrintDefaults()
+			}
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+func (c *cli) open(ctx context.Context) (*db.DB, error) {
+	database, err := db.Open(ctx, c.getenv("DATABASE_URL"))
+	if err != nil {
+		return nil, err
+	}
+	if err := database.Migrate(ctx); err != nil {
+		database.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return database, nil
+}
+
+func (c *cli) serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	if _, err := c.parse(fs, args, "Usage: server serve  (PORT, DATABASE_URL from the environment)"); err != nil {
+		return err
+	}
+	port := c.getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("PORT must be a number, got %q", port)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	database, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	c.log.Info("database ready", "database", database.Description)
+	if c.getenv("RESERVEKIT_BOOTSTRAP") != "0" {
+		if err := app.Bootstrap(ctx, database, c.stdout, "http://localhost:"+port); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		return err
+	}
+	a := app.New(database, app.Config{Log: c.log})
+	defer a.Close()
+	c.log.Info("serving", "addr", ln.Addr().String(), "playground", "http://localhost:"+port+"/")
+	return a.Serve(ctx, ln)
+}
+
+func (c *cli) migrate(args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	if _, err := c.parse(fs, args, "Usage: server migrate  (DATABASE_URL from the environment)"); err != nil {
+		return err
+	}
+	database, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	c.log.Info("migrations applied", "database", database.Description)
+	return nil
+}
+
+func (c *cli) accountsCreate(args []string) error {
+	fs := flag.NewFlagSet("accounts create", flag.ContinueOnError)
+	plan := fs.String("plan", "starter", "plan: starter, developer or growth")
+	rate := fs.Int("rate", 0, "requests per second (overrides the plan; needs --burst)")
+	burst := fs.Int("burst", 0, "burst size (overrides the plan; needs --rate)")
+	quota := fs.Int64("monthly-quota", 0, "requests per calendar month (overrides the plan)")
+	pos, err := c.parse(fs, args, "Usage: server accounts create NAME [--plan P] [--rate N --burst N] [--monthly-quota N]")
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("accounts create takes exactly one NAME")
+	}
+	limits := db.AccountLimits{}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "rate":
+			limits.Rate = rate
+		case "burst":
+			limits.Burst = burst
+		case "monthly-quota":
+			limits.MonthlyQuota = quota
+		}
+	})
+	database, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	a, err := database.CreateAccount(context.Background(), pos[0], db.Plan(*plan), limits)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "account %q created (id %d, plan %s)\n", a.Name, a.ID, a.Plan)
+	return nil
+}
+
+func (c *cli) keysCreate(args []string) error {
+	fs := flag.NewFlagSet("keys create", flag.ContinueOnError)
+	account := fs.String("account", "", "account name (created if missing)")
+	name := fs.String("name", "", "label of the key")
+	domain := fs.String("domain", "", "restrict the key to this host (e.g. app.example.com or *.example.com)")
+	plan := fs.String("plan", "starter", "plan of the account if it is created")
+	pos, err := c.parse(fs, args, "Usage: server keys create --account NAME [--name LABEL] [--domain HOST] [--plan P]")
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	if *account == "" {
+		return errors.New("--account is required")
+	}
+	ctx := context.Background()
+	database, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	a, err := database.AccountByName(ctx, *account)
+	if db.ErrorCode(err) == db.CodeAccountNotFound {
+		a, err = database.CreateAccount(ctx, *account, db.Plan(*plan), db.AccountLimits{})
+	}
+	if err != nil {
+		return err
+	}
+	var d *string
+	if *domain != "" {
+		d = domain
+	}
+	_, secret, err := auth.Issue(ctx, database, a.ID, *name, d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, secret)
+	return nil
+}
+
+func (c *cli) keysList(args []string) error {
+	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
+	account := fs.String("account", "", "account name")
+	if _, err := c.parse(fs, args, "Usage: server keys list --account NAME"); err != nil {
+		return err
+	}
+	if *account == "" {
+		return errors.New("--account is required")
+	}
+	ctx := context.Background()
+	database, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	a, err := database.AccountByName(ctx, *account)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tDOMAIN\tCREATED\tLAST USED\tREVOKED")
+	page := db.Page{First: 100}
+	for {
+		keys, err := database.ListAPIKeys(ctx, a.ID, page)
+		if err != nil {
+			return err
+		}
+		for i, k := range keys {
+			if i == page.First {
+				break
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, deref(k.Domain),
+				k.CreatedAt.UTC().Format(time.RFC3339), stamp(k.LastUsedAt), stamp(k.RevokedAt))
+			page.AfterID = k.ID
+		}
+		if len(keys) <= page.First {
+			break
+		}
+	}
+	return tw.Flush()
+}
+
+func (c *cli) keysRevoke(args []string) error {
+	fs := flag.NewFlagSet("keys revoke", flag.ContinueOnError)
+	pos, err := c.parse(fs, args, "Usage: server keys revoke ID")
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("keys revoke takes exactly one key ID")
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 64)
+	if err != nil || id < 1 {
+		return fmt.Errorf("key ID must be a positive integer, got %q", pos[0])
+	}
+	database, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	k, err := database.RevokeAPIKey(context.Background(), 0, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "key %d (%s…) revoked at %s\n", k.ID, k.Prefix, k.RevokedAt.UTC().Format(time.RFC3339))
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "-"
+	}
+	return *s
+}
+
+func stamp(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

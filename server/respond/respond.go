@@ -1,0 +1,22 @@
+// Package respond writes the GraphQL-shaped error bodies that every failure
+// outside GraphQL execution (auth, rate limits, bad requests) answers with.
+package respond
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Error writes {"errors":[{"message":…,"extensions":{"code":…}}]} with status.
+func Error(w http.ResponseWriter, status int, code, message string, extra map[string]any) {
+	ext := map[string]any{"code": code}
+	for k, v := range extra {
+		ext[k] = v
+	}
+	body, _ := json.Marshal(map[string]any{"errors": []any{map[string]any{"message": message, "extensions": ext}}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
