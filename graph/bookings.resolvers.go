@@ -85,6 +85,9 @@ func (r *queryResolver) Bookings(ctx context.Context, serviceID *int64, status *
 	if err != nil {
 		return nil, err
 	}
+	if err := r.prefetchBookingChildren(ctx, acct, rows); err != nil {
+		return nil, err
+	}
 	return model.NewConnection(rows, n, bookingCursor,
 		func(ctx context.Context) (int, error) { return r.DB.CountBookings(ctx, acct, f) }), nil
 }

@@ -13,7 +13,7 @@ import (
 // starts the nested resolvers of a list's items together, so a short wait
 // already catches all of them; the library's 16 ms default would be a
 // latency floor per nesting level.
-const loaderWait = 250 * time.Microsecond
+const loaderWait = time.Millisecond
 
 // loaders batch the nested fields of one request into one query per field.
 type loaders struct {

@@ -46,6 +46,9 @@ func (r *queryResolver) Services(ctx context.Context, first *int, after *string)
 	if err != nil {
 		return nil, err
 	}
+	if err := r.prefetchServiceSlots(ctx, acct, rows); err != nil {
+		return nil, err
+	}
 	return model.NewConnection(rows, page.First, func(s *db.Service) string { return idCursor(s.ID) },
 		func(ctx context.Context) (int, error) { return r.DB.CountServices(ctx, acct) }), nil
 }
