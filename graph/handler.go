@@ -70,4 +70,3 @@ func isMutation(req *http.Request) bool {
 	}
 	return false
 }
-

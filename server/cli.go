@@ -48,7 +48,6 @@ type cli struct {
 	log            *slog.Logger
 }
 
-
 // run executes one command line and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}

@@ -1,7 +1,7 @@
 package auth
 
 import (
-		"net"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -100,4 +100,3 @@ func clientIP(r *http.Request) string {
 	}
 	return httprate.CanonicalizeIP(host)
 }
-
