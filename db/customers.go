@@ -77,8 +77,23 @@ func resolveCustomer(ctx context.Context, tx bun.Tx, accountID int64, in Custome
 	t := now()
 	if isNoRows(err) {
 		c = &Customer{AccountID: accountID, Name: in.Name, Email: in.Email, Phone: in.Phone, CreatedAt: t, UpdatedAt: t}
-		_, err = tx.NewInsert().Model(c).Exec(ctx)
-		return c, err
+		if in.Email == nil {
+			_, err = tx.NewInsert().Model(c).Exec(ctx)
+			return c, err
+		}
+		// A concurrent booking may be creating the same new customer: the
+		// unique (account_id, email) index makes this insert wait for it and
+		// then do nothing, and the customer it committed is used instead of
+		// failing with a unique violation.
+		res, insErr := tx.NewInsert().Model(c).On("CONFLICT (account_id, email) DO NOTHING").Exec(ctx)
+		if insErr != nil {
+			return nil, insErr
+		}
+		if n, rowsErr := res.RowsAffected(); rowsErr != nil || n == 1 {
+			return c, rowsErr
+		}
+		c = new(Customer)
+		err = tx.NewSelect().Model(c).Where("account_id = ? AND email = ?", accountID, *in.Email).Scan(ctx)
 	}
 	if err != nil {
 		return nil, err

@@ -49,6 +49,12 @@ type APIKey struct {
 	CreatedAt  time.Time
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+	// ExpiresAt, when set, is when the key stops working.
+	ExpiresAt *time.Time
+	// Scopes limit what the key may do; empty means everything.
+	Scopes StringList
+	// AllowedCIDRs, when not empty, are the networks requests must come from.
+	AllowedCIDRs StringList `bun:"allowed_cidrs"`
 }
 
 // Service is something customers can book.

@@ -7,9 +7,11 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/graph/model"
+	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/caller"
 )
 
@@ -18,13 +20,23 @@ func (r *apiKeyResolver) Plan(ctx context.Context, obj *db.APIKey) (db.Plan, err
 	return caller.From(ctx).Account.Plan, nil
 }
 
+// Scopes is the resolver for the scopes field.
+func (r *apiKeyResolver) Scopes(ctx context.Context, obj *db.APIKey) ([]string, error) {
+	return obj.Scopes, nil
+}
+
+// AllowedCidrs is the resolver for the allowedCidrs field.
+func (r *apiKeyResolver) AllowedCidrs(ctx context.Context, obj *db.APIKey) ([]string, error) {
+	return obj.AllowedCIDRs, nil
+}
+
 // CreateAPIKey is the resolver for the createApiKey field.
 func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateAPIKeyInput) (*model.CreateAPIKeyPayload, error) {
-	name := ""
+	spec := auth.KeySpec{Domain: input.Domain, Scopes: input.Scopes, AllowedCIDRs: input.AllowedCidrs, ExpiresAt: input.ExpiresAt}
 	if input.Name != nil {
-		name = *input.Name
+		spec.Name = *input.Name
 	}
-	key, secret, err := r.Keys.Issue(ctx, account(ctx), name, input.Domain)
+	key, secret, err := r.Keys.Issue(ctx, caller.From(ctx), spec)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +45,16 @@ func (r *mutationResolver) CreateAPIKey(ctx context.Context, input model.CreateA
 
 // RevokeAPIKey is the resolver for the revokeApiKey field.
 func (r *mutationResolver) RevokeAPIKey(ctx context.Context, id int64) (*db.APIKey, error) {
-	return r.Keys.Revoke(ctx, account(ctx), id)
+	return r.Keys.Revoke(ctx, caller.From(ctx), id)
+}
+
+// RollAPIKey is the resolver for the rollApiKey field.
+func (r *mutationResolver) RollAPIKey(ctx context.Context, id int64, expiresIn int) (*model.CreateAPIKeyPayload, error) {
+	key, secret, err := r.Keys.Roll(ctx, caller.From(ctx), id, time.Duration(expiresIn)*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateAPIKeyPayload{APIKey: key, Secret: secret}, nil
 }
 
 // APIKeys is the resolver for the apiKeys field.
@@ -49,6 +70,21 @@ func (r *queryResolver) APIKeys(ctx context.Context, first *int, after *string) 
 	}
 	return model.NewConnection(rows, page.First, func(k *db.APIKey) string { return idCursor(k.ID) },
 		func(ctx context.Context) (int, error) { return r.DB.CountAPIKeys(ctx, acct) }), nil
+}
+
+// AuditEvents is the resolver for the auditEvents field.
+func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *string) (*model.Connection[*db.AuditEvent], error) {
+	page, err := idPage(first, after)
+	if err != nil {
+		return nil, err
+	}
+	acct := account(ctx)
+	rows, err := r.DB.ListAuditEvents(ctx, acct, page)
+	if err != nil {
+		return nil, err
+	}
+	return model.NewConnection(rows, page.First, func(e *db.AuditEvent) string { return idCursor(e.ID) },
+		func(ctx context.Context) (int, error) { return r.DB.CountAuditEvents(ctx, acct) }), nil
 }
 
 // ApiKey returns ApiKeyResolver implementation.

@@ -9,20 +9,16 @@ import (
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/graph/model"
+	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/caller"
 )
 
-// KeyManager issues and revokes API keys (implemented by the auth package,
-// which owns the key format and the verification cache).
-type KeyManager interface {
-	Issue(ctx context.Context, accountID int64, name string, domain *string) (*db.APIKey, string, error)
-	Revoke(ctx context.Context, accountID, keyID int64) (*db.APIKey, error)
-}
-
 // Resolver is the root resolver; it holds the dependencies resolvers share.
 type Resolver struct {
-	DB   *db.DB
-	Keys KeyManager
+	DB *db.DB
+	// Keys issues, rolls and revokes keys; it owns the key format and the
+	// verification cache that revocations must reach.
+	Keys *auth.Verifier
 }
 
 // account is the tenant of the request; the auth middleware guarantees a

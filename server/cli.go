@@ -27,6 +27,7 @@ Usage:
   server migrate                 apply database migrations and exit
   server accounts create NAME [--plan starter|developer|growth] [--rate N --burst N] [--monthly-quota N]
   server keys create --account NAME [--name LABEL] [--domain HOST] [--plan P]
+                     [--scopes a,b] [--allowed-cidrs CIDR,…]
                                  print a new key's secret (only the secret, on stdout)
   server keys list --account NAME
   server keys revoke ID
@@ -39,6 +40,8 @@ Environment:
                  do not create the "default" account and key on an empty database
   LOG_FORMAT=json
                  JSON logs on stderr (default text)
+  TRUST_PROXY_HEADERS
+                 comma-separated proxy networks whose X-Forwarded-For names the client
 `
 
 // cli holds what every command needs.
@@ -70,10 +73,13 @@ func (c *cli) dispatch(args []string) error {
 	if len(args) == 0 {
 		return c.serve(nil)
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
+	// "server --help", "server keys --help" and "server accounts --help"
+	// print the usage; "server keys create --help" etc. their own help.
+	if isHelp(args[0]) || len(args) == 2 && (args[0] == "keys" || args[0] == "accounts") && isHelp(args[1]) {
 		fmt.Fprint(c.stdout, usage)
 		return nil
+	}
+	switch args[0] {
 	case "serve":
 		return c.serve(args[1:])
 	case "migrate":
@@ -95,6 +101,15 @@ func (c *cli) dispatch(args []string) error {
 		}
 	}
 	return fmt.Errorf("unknown command %q (see server --help)", strings.Join(args, " "))
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }
 
 // parse parses flags that may appear before or after positional arguments.
@@ -134,8 +149,10 @@ func (c *cli) open(ctx context.Context) (*db.DB, error) {
 
 func (c *cli) serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	if _, err := c.parse(fs, args, "Usage: server serve  (PORT, DATABASE_URL from the environment)"); err != nil {
+	if pos, err := c.parse(fs, args, "Usage: server serve  (PORT, DATABASE_URL from the environment)"); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", pos[0])
 	}
 	port := c.getenv("PORT")
 	if port == "" {
@@ -161,7 +178,11 @@ func (c *cli) serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	a := app.New(database, app.Config{Log: c.log})
+	proxies, err := auth.ParseCIDRs(c.getenv("TRUST_PROXY_HEADERS"))
+	if err != nil {
+		return fmt.Errorf("TRUST_PROXY_HEADERS: %w", err)
+	}
+	a := app.New(database, app.Config{Log: c.log, TrustedProxies: proxies})
 	defer a.Close()
 	c.log.Info("serving", "addr", ln.Addr().String(), "playground", "http://localhost:"+port+"/")
 	return a.Serve(ctx, ln)
@@ -169,8 +190,10 @@ func (c *cli) serve(args []string) error {
 
 func (c *cli) migrate(args []string) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	if _, err := c.parse(fs, args, "Usage: server migrate  (DATABASE_URL from the environment)"); err != nil {
+	if pos, err := c.parse(fs, args, "Usage: server migrate  (DATABASE_URL from the environment)"); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("migrate takes no arguments, got %q", pos[0])
 	}
 	database, err := c.open(context.Background())
 	if err != nil {
@@ -224,6 +247,8 @@ func (c *cli) keysCreate(args []string) error {
 	name := fs.String("name", "", "label of the key")
 	domain := fs.String("domain", "", "restrict the key to this host (e.g. app.example.com or *.example.com)")
 	plan := fs.String("plan", "starter", "plan of the account if it is created")
+	scopes := fs.String("scopes", "", "comma-separated scopes (default: full access): "+strings.Join(auth.Scopes, ","))
+	cidrs := fs.String("allowed-cidrs", "", "comma-separated networks the key may be used from, e.g. 203.0.113.0/24")
 	pos, err := c.parse(fs, args, "Usage: server keys create --account NAME [--name LABEL] [--domain HOST] [--plan P]")
 	if err != nil {
 		return err
@@ -247,11 +272,11 @@ func (c *cli) keysCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	var d *string
+	spec := auth.KeySpec{Name: *name, Scopes: splitList(*scopes), AllowedCIDRs: splitList(*cidrs)}
 	if *domain != "" {
-		d = domain
+		spec.Domain = domain
 	}
-	_, secret, err := auth.Issue(ctx, database, a.ID, *name, d)
+	_, secret, err := auth.Issue(ctx, database, a.ID, nil, spec)
 	if err != nil {
 		return err
 	}
@@ -319,12 +344,23 @@ func (c *cli) keysRevoke(args []string) error {
 		return err
 	}
 	defer database.Close()
-	k, err := database.RevokeAPIKey(context.Background(), 0, id)
+	k, err := database.RevokeAPIKey(context.Background(), 0, id, nil)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "key %d (%s…) revoked at %s\n", k.ID, k.Prefix, k.RevokedAt.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func deref(s *string) string {

@@ -65,4 +65,7 @@ type (
 	BookingEdge       = Edge[*db.Booking]
 	APIKeyConnection  = Connection[*db.APIKey]
 	APIKeyEdge        = Edge[*db.APIKey]
+
+	AuditEventConnection = Connection[*db.AuditEvent]
+	AuditEventEdge       = Edge[*db.AuditEvent]
 )

@@ -3,6 +3,8 @@
 package model
 
 import (
+	"time"
+
 	"github.com/reservekit/reservekit/db"
 )
 
@@ -11,6 +13,12 @@ type CreateAPIKeyInput struct {
 	Name *string `json:"name,omitempty"`
 	// Restrict the key to requests from this host, e.g. app.example.com or *.example.com.
 	Domain *string `json:"domain,omitempty"`
+	// Scopes of the new key (default: the caller's scopes; a key cannot grant scopes it lacks).
+	Scopes []string `json:"scopes,omitempty"`
+	// Only accept requests from these networks, e.g. ["203.0.113.0/24", "2001:db8::/32"].
+	AllowedCidrs []string `json:"allowedCidrs,omitempty"`
+	// When the key stops working (must be in the future).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 type CreateAPIKeyPayload struct {

@@ -74,14 +74,12 @@ func UnmarshalLocalTime(v any) (int, error) {
 	}
 	var nums [3]int
 	for i, p := range parts {
-		if len(p) != 2 {
+		// Exactly two ASCII digits: strconv.Atoi alone would also take "+9"
+		// and "-0".
+		if len(p) != 2 || p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9' {
 			return 0, bad
 		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 {
-			return 0, bad
-		}
-		nums[i] = n
+		nums[i] = int(p[0]-'0')*10 + int(p[1]-'0')
 	}
 	h, m, sec := nums[0], nums[1], nums[2]
 	if sec != 0 {

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/reservekit/reservekit/db"
@@ -35,6 +37,9 @@ type Config struct {
 	LastUsedFlush time.Duration
 	// ShutdownTimeout bounds graceful shutdown (default 20 s).
 	ShutdownTimeout time.Duration
+	// TrustedProxies are the proxies whose X-Forwarded-For gives the client
+	// address (TRUST_PROXY_HEADERS); empty means the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 func (c *Config) defaults() {
@@ -77,11 +82,20 @@ func New(database *db.DB, cfg Config) *App {
 	a.handler = a.routes()
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	go func() {
-		defer close(a.done)
+	var jobs sync.WaitGroup
+	jobs.Go(func() {
 		a.Verifier.RunLastUsedFlusher(ctx, cfg.LastUsedFlush, func(err error) {
 			cfg.Log.Error("write lastUsedAt", "err", err)
 		})
+	})
+	jobs.Go(func() {
+		a.Verifier.ListenForChanges(ctx, func(err error) {
+			cfg.Log.Warn("key change notifications interrupted; cache purged on reconnect", "err", err)
+		})
+	})
+	go func() {
+		jobs.Wait()
+		close(a.done)
 	}()
 	return a
 }

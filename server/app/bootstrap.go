@@ -20,7 +20,7 @@ func Bootstrap(ctx context.Context, database *db.DB, out io.Writer, baseURL stri
 	if err != nil {
 		return err
 	}
-	_, secret, err := auth.Issue(ctx, database, account.ID, "bootstrap", nil)
+	_, secret, err := auth.Issue(ctx, database, account.ID, nil, auth.KeySpec{Name: "bootstrap"})
 	if err != nil {
 		return err
 	}

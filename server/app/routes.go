@@ -21,13 +21,13 @@ const MaxBodyBytes = 1 << 20
 // limit) and the per-account rate limit before GraphQL.
 func (a *App) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, exposeRequestID, a.recoverer, limitBody)
+	r.Use(middleware.RequestID, exposeRequestID, a.recoverer, limitBody, cors)
 
 	r.Get("/", playground.Handler("ReserveKit GraphQL", "/graphql",
 		playground.WithGraphiqlUiHeaders(map[string]string{"Authorization": "Bearer sk_rsv_paste_your_key_here"})))
 	r.Get("/healthz", a.healthz)
 
-	authn := auth.NewMiddleware(a.Verifier, a.cfg.AuthFailuresPerIP, a.cfg.AuthFailureWindow,
+	authn := auth.NewMiddleware(a.Verifier, a.cfg.AuthFailuresPerIP, a.cfg.AuthFailureWindow, a.cfg.TrustedProxies,
 		func(r *http.Request, err error) {
 			a.cfg.Log.Error("authenticate", "err", err, "request_id", middleware.GetReqID(r.Context()))
 		})

@@ -55,7 +55,8 @@ func DomainAllows(domain, host string) bool {
 		return false
 	}
 	if suffix, ok := strings.CutPrefix(domain, "*."); ok {
-		return strings.HasSuffix(host, "."+suffix)
+		// At least one non-empty label before the suffix: not ".example.com".
+		return len(host) > len(suffix)+1 && strings.HasSuffix(host, "."+suffix) && host[len(host)-len(suffix)-2] != '.'
 	}
 	return host == domain
 }

@@ -2,39 +2,111 @@ package auth
 
 import (
 	"context"
+	"net/netip"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/server/caller"
 )
 
-// Issue creates a key for an account and returns it with its secret, which
-// exists nowhere else afterwards.
-func Issue(ctx context.Context, database *db.DB, accountID int64, name string, domain *string) (*db.APIKey, string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" {
-		name = "API key"
+// Scopes a key may carry. A key without scopes has all of them.
+var Scopes = []string{
+	"services:read", "services:write", "bookings:read", "bookings:write",
+	"webhooks:manage", "keys:manage", "logs:read",
+}
+
+// KeySpec describes a key to create.
+type KeySpec struct {
+	Name         string
+	Domain       *string
+	Scopes       []string
+	AllowedCIDRs []string
+	ExpiresAt    *time.Time
+}
+
+// validate normalizes the spec and checks that by (nil: the command line)
+// may grant it: a key can never create a key with more scopes than it has.
+func (s *KeySpec) validate(by *caller.Caller, now time.Time) (db.NewAPIKey, error) {
+	var out db.NewAPIKey
+	out.Name = strings.TrimSpace(s.Name)
+	if out.Name == "" {
+		out.Name = "API key"
 	}
-	if len(name) > 200 {
-		return nil, "", db.Errorf(db.CodeInvalidFieldFormat, "name", "name must be at most 200 characters")
+	if len(out.Name) > 200 {
+		return out, db.Errorf(db.CodeInvalidFieldFormat, "name", "name must be at most 200 characters")
 	}
-	if domain != nil {
-		d, err := NormalizeDomain(*domain)
+	if s.Domain != nil {
+		d, err := NormalizeDomain(*s.Domain)
 		if err != nil {
-			return nil, "", err
+			return out, err
 		}
-		domain = d
+		out.Domain = d
+	}
+	for i, sc := range s.Scopes {
+		sc = strings.TrimSpace(sc)
+		if !db.StringList(Scopes).Contains(sc) {
+			return out, db.Errorf(db.CodeInvalidFieldFormat, "scopes", "scopes[%d]: unknown scope %q (known: %s)", i, sc, strings.Join(Scopes, ", "))
+		}
+		if !out.Scopes.Contains(sc) {
+			out.Scopes = append(out.Scopes, sc)
+		}
+	}
+	if by != nil && len(by.Key.Scopes) > 0 {
+		if len(out.Scopes) == 0 {
+			out.Scopes = append(out.Scopes, by.Key.Scopes...) // default: the caller's own scopes
+		}
+		for _, sc := range out.Scopes {
+			if !by.HasScope(sc) {
+				return out, &db.Error{Code: CodeInsufficientScope, Field: "scopes", Status: 403,
+					Message: "this API key cannot grant the scope " + sc + " it does not have"}
+			}
+		}
+	}
+	for i, cidr := range s.AllowedCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(cidr))
+		if err != nil {
+			return out, db.Errorf(db.CodeInvalidFieldFormat, "allowedCidrs", "allowedCidrs[%d]: %q is not a CIDR such as 203.0.113.0/24 or 2001:db8::/32", i, cidr)
+		}
+		out.AllowedCIDRs = append(out.AllowedCIDRs, p.Masked().String())
+	}
+	if s.ExpiresAt != nil {
+		if !s.ExpiresAt.After(now) {
+			return out, db.Errorf(db.CodeInvalidFieldFormat, "expiresAt", "expiresAt must be in the future")
+		}
+		t := s.ExpiresAt.UTC()
+		out.ExpiresAt = &t
+	}
+	return out, nil
+}
+
+// CodeInsufficientScope is the error code of a field the key's scopes do not cover.
+const CodeInsufficientScope = "insufficient_scope"
+
+// Issue creates a key for an account on behalf of by (nil: the command
+// line) and returns it with its secret, which exists nowhere else afterwards.
+func Issue(ctx context.Context, database *db.DB, accountID int64, by *caller.Caller, spec KeySpec) (*db.APIKey, string, error) {
+	in, err := spec.validate(by, time.Now())
+	if err != nil {
+		return nil, "", err
 	}
 	secret := NewSecret()
-	key, err := database.CreateAPIKey(ctx, accountID, db.NewAPIKey{
-		Name: name, Domain: domain, Prefix: DisplayPrefix(secret), Hash: Hash(secret),
-	})
+	in.Prefix, in.Hash = DisplayPrefix(secret), Hash(secret)
+	var actor *db.Actor
+	if by != nil {
+		actor = by.Actor()
+	}
+	key, err := database.CreateAPIKey(ctx, accountID, actor, in)
 	if err != nil {
 		return nil, "", err
 	}
 	return key, secret, nil
 }
 
-// Issue creates a key for an account (see the package function Issue).
-func (v *Verifier) Issue(ctx context.Context, accountID int64, name string, domain *string) (*db.APIKey, string, error) {
-	return Issue(ctx, v.db, accountID, name, domain)
+// Issue creates a key for the caller's account (see the package function).
+func (v *Verifier) Issue(ctx context.Context, by *caller.Caller, spec KeySpec) (*db.APIKey, string, error) {
+	return Issue(ctx, v.db, by.AccountID(), by, spec)
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

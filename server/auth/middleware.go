@@ -1,8 +1,11 @@
 package auth
 
 import (
-	"net"
+	"fmt"
+	"math"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,16 +20,22 @@ type Middleware struct {
 	verifier *Verifier
 	failures *httprate.RateLimiter
 	maxFails int
+	window   time.Duration
+	proxies  []netip.Prefix
 	logErr   func(r *http.Request, err error)
 }
 
 // NewMiddleware limits authentication failures to maxFails per client IP per
 // window, so keys cannot be guessed at speed.
-func NewMiddleware(v *Verifier, maxFails int, window time.Duration, logErr func(*http.Request, error)) *Middleware {
+// Client addresses are the connection's peer unless the peer is one of the
+// trusted proxies, whose X-Forwarded-For is then followed.
+func NewMiddleware(v *Verifier, maxFails int, window time.Duration, trustedProxies []netip.Prefix, logErr func(*http.Request, error)) *Middleware {
 	return &Middleware{
 		verifier: v,
 		failures: httprate.NewRateLimiter(maxFails, window, httprate.WithResponseHeaders(httprate.ResponseHeaders{})),
 		maxFails: maxFails,
+		window:   window,
+		proxies:  trustedProxies,
 		logErr:   logErr,
 	}
 }
@@ -35,12 +44,13 @@ func NewMiddleware(v *Verifier, maxFails int, window time.Duration, logErr func(
 // authenticated requests on with the caller in their context.
 func (m *Middleware) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := clientIP(r)
+		addr := ClientAddr(r, m.proxies)
+		ip := httprate.CanonicalizeIP(addr.String())
 		if _, rate, err := m.failures.Status(ip); err == nil && rate >= float64(m.maxFails) {
 			m.tooManyFailures(w)
 			return
 		}
-		c, err := m.authenticate(r)
+		c, err := m.authenticate(r, addr)
 		if err != nil {
 			var authErr *Error
 			if !asAuthError(err, &authErr) {
@@ -59,7 +69,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-func (m *Middleware) authenticate(r *http.Request) (*caller.Caller, error) {
+func (m *Middleware) authenticate(r *http.Request, addr netip.Addr) (*caller.Caller, error) {
 	header := r.Header.Get("Authorization")
 	if header == "" {
 		return nil, ErrMissing
@@ -75,13 +85,19 @@ func (m *Middleware) authenticate(r *http.Request) (*caller.Caller, error) {
 	if d := c.Key.Domain; d != nil && !DomainAllows(*d, requestHost(r.Header.Get("Origin"), r.Header.Get("Referer"))) {
 		return nil, ErrOrigin
 	}
+	if len(c.Networks) > 0 && !inAny(addr, c.Networks) {
+		return nil, ErrIPNotAllowed
+	}
 	return c, nil
 }
 
+// tooManyFailures answers a client IP over its failure limit; it may retry
+// once the failure window has passed.
 func (m *Middleware) tooManyFailures(w http.ResponseWriter) {
-	w.Header().Set("Retry-After", "60")
+	retry := max(1, int(math.Ceil(m.window.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
 	respond.Error(w, http.StatusTooManyRequests, "rate_limit_exceeded",
-		"Too many failed authentication attempts. Try again in 60 seconds.", map[string]any{"retryAfter": 60})
+		fmt.Sprintf("Too many failed authentication attempts. Try again in %d seconds.", retry), map[string]any{"retryAfter": retry})
 }
 
 func asAuthError(err error, target **Error) bool {
@@ -92,11 +108,59 @@ func asAuthError(err error, target **Error) bool {
 	return ok
 }
 
-// clientIP is the address of the connection's peer.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// ClientAddr is the client's address: the connection's peer, or, when the
+// peer is a trusted proxy, the right-most X-Forwarded-For entry that is not
+// itself a trusted proxy. The zero Addr when nothing parses.
+func ClientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	addr := peer.Addr().Unmap()
 	if err != nil {
-		host = r.RemoteAddr
+		addr, _ = netip.ParseAddr(r.RemoteAddr)
 	}
-	return httprate.CanonicalizeIP(host)
+	if len(trusted) == 0 || !inAny(addr, trusted) {
+		return addr
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		addr = hop.Unmap()
+		if !inAny(addr, trusted) {
+			break
+		}
+	}
+	return addr
+}
+
+func inAny(addr netip.Addr, networks []netip.Prefix) bool {
+	for _, p := range networks {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseCIDRs parses a comma-separated list of CIDRs or addresses (a bare
+// address means just that host).
+func ParseCIDRs(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or IP address", item)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }

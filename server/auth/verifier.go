@@ -2,8 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -25,68 +28,127 @@ func (e *Error) Error() string { return e.Message }
 
 // The authentication failures (messages are a public contract).
 var (
-	ErrMissing   = &Error{http.StatusUnauthorized, "authentication_required", "Authorization header is missing"}
-	ErrMalformed = &Error{http.StatusUnauthorized, "authorization_header_malformed", "Authorization header is malformed"}
-	ErrInvalid   = &Error{http.StatusUnauthorized, "invalid_api_key", "Invalid API key"}
-	ErrRevoked   = &Error{http.StatusUnauthorized, "invalid_api_key", "API key revoked"}
-	ErrOrigin    = &Error{http.StatusForbidden, "origin_not_allowed", "Origin does not match API key domain"}
+	ErrMissing      = &Error{http.StatusUnauthorized, "authentication_required", "Authorization header is missing"}
+	ErrMalformed    = &Error{http.StatusUnauthorized, "authorization_header_malformed", "Authorization header is malformed"}
+	ErrInvalid      = &Error{http.StatusUnauthorized, "invalid_api_key", "Invalid API key"}
+	ErrRevoked      = &Error{http.StatusUnauthorized, "invalid_api_key", "API key revoked"}
+	ErrExpired      = &Error{http.StatusUnauthorized, "api_key_expired", "API key expired"}
+	ErrOrigin       = &Error{http.StatusForbidden, "origin_not_allowed", "Origin does not match API key domain"}
+	ErrIPNotAllowed = &Error{http.StatusForbidden, "ip_not_allowed", "IP address not allowed for this API key"}
 )
+
+// digest is the SHA-256 of a secret: the cache key and, hex-encoded, the
+// database key.
+type digest [sha256.Size]byte
+
+func digestOf(secret string) digest {
+	var buf [SecretLen]byte // a fixed-size copy keeps the hashing allocation-free
+	return sha256.Sum256(buf[:copy(buf[:], secret)])
+}
 
 // Verifier checks secrets against the database through an in-process cache.
 type Verifier struct {
 	db    *db.DB
-	cache *expirable.LRU[string, *caller.Caller]
+	cache *expirable.LRU[digest, *caller.Caller]
+	now   func() time.Time
 
 	mu   sync.Mutex
 	used map[int64]time.Time // key id → last use, flushed by FlushLastUsed
 }
 
-// NewVerifier returns a verifier caching up to size keys for ttl; a revoke
-// through Revoke evicts at once, other changes show after ttl at the latest.
+// NewVerifier returns a verifier caching up to size keys for ttl. Revoked and
+// rolled keys are evicted at once on this instance (and, through
+// ListenForChanges, on the others); expiry is checked on every request.
 func NewVerifier(database *db.DB, size int, ttl time.Duration) *Verifier {
-	return &Verifier{db: database, cache: expirable.NewLRU[string, *caller.Caller](size, nil, ttl), used: map[int64]time.Time{}}
+	return &Verifier{
+		db: database, cache: expirable.NewLRU[digest, *caller.Caller](size, nil, ttl),
+		now: time.Now, used: map[int64]time.Time{},
+	}
 }
 
-// Verify resolves a well-formed secret to its caller.
+// Verify resolves a secret to its caller; a cached key costs no query.
 func (v *Verifier) Verify(ctx context.Context, secret string) (*caller.Caller, error) {
 	if !WellFormed(secret) {
 		return nil, ErrMalformed
 	}
-	hash := Hash(secret)
-	c, ok := v.cache.Get(hash)
+	d := digestOf(secret)
+	c, ok := v.cache.Get(d)
 	if !ok {
-		key, account, err := v.db.APIKeyByHash(ctx, hash)
-		if db.ErrorCode(err) == db.CodeAPIKeyNotFound {
-			return nil, ErrInvalid
-		}
-		if err != nil {
+		var err error
+		if c, err = v.load(ctx, d); err != nil {
 			return nil, err
 		}
-		c = &caller.Caller{Account: account, Key: key}
-		v.cache.Add(hash, c)
+		v.cache.Add(d, c)
 	}
 	if c.Key.RevokedAt != nil {
 		return nil, ErrRevoked
 	}
-	v.markUsed(c.Key.ID)
+	now := v.now()
+	if exp := c.Key.ExpiresAt; exp != nil && !now.Before(*exp) {
+		if err := v.db.RecordAudit(ctx, c.AccountID(), c.Actor(), db.AuditKeyExpiredUse, "api_key:"+itoa(c.Key.ID)); err != nil {
+			return nil, err
+		}
+		return nil, ErrExpired
+	}
+	v.mu.Lock()
+	v.used[c.Key.ID] = now
+	v.mu.Unlock()
 	return c, nil
 }
 
-// Revoke revokes a key and evicts it from the cache so it fails at once.
-func (v *Verifier) Revoke(ctx context.Context, accountID, keyID int64) (*db.APIKey, error) {
-	k, err := v.db.RevokeAPIKey(ctx, accountID, keyID)
+func (v *Verifier) load(ctx context.Context, d digest) (*caller.Caller, error) {
+	key, account, err := v.db.APIKeyByHash(ctx, hex.EncodeToString(d[:]))
+	if db.ErrorCode(err) == db.CodeAPIKeyNotFound {
+		return nil, ErrInvalid
+	}
 	if err != nil {
 		return nil, err
 	}
-	v.cache.Remove(k.Hash)
+	c := &caller.Caller{Account: account, Key: key}
+	for _, cidr := range key.AllowedCIDRs {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, errors.New("stored CIDR does not parse: " + cidr)
+		}
+		c.Networks = append(c.Networks, p)
+	}
+	return c, nil
+}
+
+// Evict drops a key (by its stored hex hash) from the cache.
+func (v *Verifier) Evict(hexHash string) {
+	var d digest
+	if n, err := hex.Decode(d[:], []byte(hexHash)); err == nil && n == len(d) {
+		v.cache.Remove(d)
+	}
+}
+
+// ListenForChanges evicts keys revoked or rolled by other instances sharing
+// the database until ctx ends (Postgres LISTEN/NOTIFY; a no-op on SQLite).
+func (v *Verifier) ListenForChanges(ctx context.Context, logErr func(error)) {
+	v.db.ListenKeyChanges(ctx, v.Evict, v.cache.Purge, logErr)
+}
+
+// Revoke revokes a key and evicts it from the cache so it fails at once.
+func (v *Verifier) Revoke(ctx context.Context, by *caller.Caller, keyID int64) (*db.APIKey, error) {
+	k, err := v.db.RevokeAPIKey(ctx, by.AccountID(), keyID, by.Actor())
+	if err != nil {
+		return nil, err
+	}
+	v.Evict(k.Hash)
 	return k, nil
 }
 
-func (v *Verifier) markUsed(id int64) {
-	now := time.Now()
-	v.mu.Lock()
-	v.used[id] = now
-	v.mu.Unlock()
+// Roll replaces a key (see db.RollAPIKey) and returns the new key with its
+// secret; the old key's new deadline applies at once.
+func (v *Verifier) Roll(ctx context.Context, by *caller.Caller, keyID int64, grace time.Duration) (*db.APIKey, string, error) {
+	secret := NewSecret()
+	old, replacement, err := v.db.RollAPIKey(ctx, by.AccountID(), keyID, by.Actor(), grace, DisplayPrefix(secret), Hash(secret))
+	if err != nil {
+		return nil, "", err
+	}
+	v.Evict(old.Hash)
+	return replacement, secret, nil
 }
 
 // FlushLastUsed writes the coalesced lastUsedAt times: one write per used

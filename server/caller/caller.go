@@ -4,18 +4,33 @@ package caller
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/reservekit/reservekit/db"
 )
 
-// Caller is who made a request.
+// Caller is who made a request. A Caller is shared by every request made
+// with the same key while it is cached: treat it as read-only.
 type Caller struct {
 	Account *db.Account
 	Key     *db.APIKey
+	// Networks are the key's AllowedCIDRs, parsed.
+	Networks []netip.Prefix
 }
 
 // AccountID is the tenant every query of this request is scoped to.
 func (c *Caller) AccountID() int64 { return c.Account.ID }
+
+// HasScope reports whether the key may use scope (a key without scopes may
+// use every scope).
+func (c *Caller) HasScope(scope string) bool {
+	return len(c.Key.Scopes) == 0 || c.Key.Scopes.Contains(scope)
+}
+
+// Actor names the key for the audit trail.
+func (c *Caller) Actor() *db.Actor {
+	return &db.Actor{KeyID: c.Key.ID, Prefix: c.Key.Prefix}
+}
 
 type ctxKey struct{}
 

@@ -65,7 +65,7 @@ func (e *Env) AccountWith(name string, plan db.Plan, limits db.AccountLimits, do
 	if err != nil {
 		e.T.Fatalf("create account: %v", err)
 	}
-	_, secret, err := auth.Issue(ctx, e.DB, a.ID, "test", domain)
+	_, secret, err := auth.Issue(ctx, e.DB, a.ID, nil, auth.KeySpec{Name: "test", Domain: domain})
 	if err != nil {
 		e.T.Fatalf("issue key: %v", err)
 	}

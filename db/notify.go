@@ -1,0 +1,80 @@
+package db
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+)
+
+// keyChannel is the Postgres channel on which changed API keys (revoked,
+// rolled) are announced by hash, so every instance evicts them from its cache.
+const keyChannel = "reservekit_api_keys"
+
+// notifyKeyChanged announces a key change when tx commits (Postgres only;
+// SQLite deployments are a single instance).
+func (db *DB) notifyKeyChanged(ctx context.Context, tx bun.Tx, hash string) error {
+	if !db.postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", keyChannel, hash)
+	return err
+}
+
+// ListenKeyChanges calls onChange with the hash of every key changed by any
+// instance, until ctx ends. When the listening connection is lost, onReset
+// is called after reconnecting, since notifications may have been missed.
+// On SQLite it returns at once.
+func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), onReset func(), logErr func(error)) {
+	if !db.postgres {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			onReset()
+		}
+		err := db.listen(ctx, onChange)
+		if ctx.Err() != nil {
+			return
+		}
+		logErr(fmt.Errorf("listen for key changes: %w", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (db *DB) listen(ctx context.Context, onChange func(hash string)) error {
+	conn, err := db.DB.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		c, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return errors.New("not a pgx connection")
+		}
+		pg := c.Conn()
+		if _, err := pg.Exec(ctx, "LISTEN "+keyChannel); err != nil {
+			return err
+		}
+		for {
+			n, err := pg.WaitForNotification(ctx)
+			if err != nil {
+				// ErrBadConn makes database/sql discard the connection, which
+				// is still listening, instead of putting it back in the pool.
+				return errors.Join(err, driver.ErrBadConn)
+			}
+			onChange(n.Payload)
+		}
+	})
+}

@@ -1,0 +1,325 @@
+package app_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/db/dbtest"
+	"github.com/reservekit/reservekit/server/app/apptest"
+)
+
+// outcome is what one concurrent request got: its error code ("" for
+// success) and, on success, the data.
+type outcome struct {
+	code string
+	data json.RawMessage
+	raw  string
+}
+
+// runConcurrently runs n calls of fn at once (released together by a
+// barrier) and returns their outcomes by index. fn must not call t.Fatal.
+func runConcurrently(n int, fn func(i int) *apptest.Response) []outcome {
+	out := make([]outcome, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			r := fn(i)
+			code := r.Code()
+			if len(r.Errors) > 0 && code == "" {
+				code = "<no code>"
+			}
+			out[i] = outcome{code: code, data: r.Data, raw: string(r.Raw)}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// tally counts outcomes by code and fails on any code not in allowed.
+func tally(t *testing.T, outs []outcome, allowed ...string) map[string]int {
+	t.Helper()
+	ok := map[string]bool{"": true}
+	for _, a := range allowed {
+		ok[a] = true
+	}
+	counts := map[string]int{}
+	for i, o := range outs {
+		counts[o.code]++
+		if !ok[o.code] {
+			t.Errorf("request %d: unexpected outcome %q: %s", i, o.code, o.raw)
+		}
+	}
+	return counts
+}
+
+// activeBookings counts the non-cancelled bookings of an occurrence as the
+// bookings listing reports them.
+func activeBookings(t *testing.T, e *apptest.Env, key, slotID, date string) int {
+	t.Helper()
+	n := 0
+	var after any
+	for {
+		var page struct {
+			Bookings struct {
+				PageInfo struct {
+					HasNextPage bool
+					EndCursor   *string
+				}
+				Nodes []struct {
+					Status   string
+					TimeSlot struct{ ID string }
+				}
+			}
+		}
+		e.MustData(key, `query($d: Date, $after: String) { bookings(from: $d, to: $d, first: 100, after: $after) {
+			pageInfo { hasNextPage endCursor } nodes { status timeSlot { id } } } }`,
+			map[string]any{"d": date, "after": after}, &page)
+		for _, b := range page.Bookings.Nodes {
+			if b.TimeSlot.ID == slotID && b.Status != "CANCELLED" {
+				n++
+			}
+		}
+		if !page.Bookings.PageInfo.HasNextPage {
+			break
+		}
+		after = *page.Bookings.PageInfo.EndCursor
+	}
+	return n
+}
+
+func TestConcurrentCreateBooking(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		e, key := newSchedEnv(t, database)
+		const capacity, clients = 8, 50
+		s := mustCreateService(t, e, key, schedNY, slotIn(4, "10:00", "11:00", capacity))
+		slot := s.TimeSlots[0]
+		thursday := nextDate(schedNY, time.Thursday)
+
+		outs := runConcurrently(clients, func(i int) *apptest.Response {
+			return doCreateBooking(e, key, map[string]any{
+				"timeSlotId": slot.ID, "date": thursday,
+				"customerEmail": fmt.Sprintf("client%02d@example.com", i), "customerName": fmt.Sprintf("Client %d", i),
+			})
+		})
+		counts := tally(t, outs, db.CodeTimeSlotFull)
+		if counts[""] != capacity || counts[db.CodeTimeSlotFull] != clients-capacity {
+			t.Fatalf("outcomes %v, want %d created and %d time_slot_full", counts, capacity, clients-capacity)
+		}
+
+		occ := occurrenceOf(t, availability(t, e, key, s.ID, thursday, thursday), slot.ID, thursday)
+		if occ.Booked != capacity || occ.Remaining != 0 || occ.Capacity != capacity {
+			t.Fatalf("availability %+v, want booked %d remaining 0", occ, capacity)
+		}
+		if n := occurrenceCount(t, database, slot.ID, thursday); n != capacity {
+			t.Fatalf("db counter %d, want %d", n, capacity)
+		}
+		if n := activeBookings(t, e, key, slot.ID, thursday); n != capacity {
+			t.Fatalf("stored bookings %d, want %d", n, capacity)
+		}
+		wantError(t, doCreateBooking(e, key, bookingInput(slot.ID, thursday, "late@example.com")), db.CodeTimeSlotFull, "")
+	})
+}
+
+func TestConcurrentReschedules(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		e, key := newSchedEnv(t, database)
+		const targetCap = 5
+		s := mustCreateService(t, e, key, schedNY,
+			slotIn(1, "09:00", "10:00", targetCap), // target
+			slotIn(1, "11:00", "12:00", 10),
+			slotIn(1, "13:00", "14:00", 10))
+		target, src1, src2 := s.TimeSlots[0], s.TimeSlots[1], s.TimeSlots[2]
+		mon1 := nextDate(schedNY, time.Monday)
+		mon2 := addDays(mon1, 7)
+		type occKey struct{ slot, date string }
+		occs := []occKey{{target.ID, mon1}, {src1.ID, mon1}, {src2.ID, mon1}, {src1.ID, mon2}, {src2.ID, mon2}, {target.ID, mon2}}
+
+		// Two bookings already in the target; 24 spread over four sources.
+		var inTarget []schedBooking
+		for i := 0; i < 2; i++ {
+			inTarget = append(inTarget, mustBook(t, e, key, target.ID, mon1, fmt.Sprintf("t%d@example.com", i)))
+		}
+		var movers []schedBooking
+		for i := 0; i < 24; i++ {
+			o := occs[1+i%4]
+			movers = append(movers, mustBook(t, e, key, o.slot, o.date, fmt.Sprintf("m%02d@example.com", i)))
+		}
+
+		// Everyone moves into the target occurrence while its two holders
+		// move out (opposite directions, to provoke lock-order deadlocks).
+		n := len(movers) + len(inTarget)
+		outs := runConcurrently(n, func(i int) *apptest.Response {
+			if i < len(movers) {
+				return e.Do(key, gqlUpdateBooking, map[string]any{"id": movers[i].ID,
+					"input": map[string]any{"timeSlotId": target.ID, "date": mon1}})
+			}
+			out := occs[1+i%4]
+			return e.Do(key, gqlUpdateBooking, map[string]any{"id": inTarget[i-len(movers)].ID,
+				"input": map[string]any{"timeSlotId": out.slot, "date": out.date}})
+		})
+		tally(t, outs, db.CodeTimeSlotFull)
+		movedIn, movedOut := 0, 0
+		for i, o := range outs {
+			if o.code != "" {
+				continue
+			}
+			if i < len(movers) {
+				movedIn++
+			} else {
+				movedOut++
+			}
+		}
+		if movedOut != len(inTarget) {
+			t.Errorf("%d of %d moves out of the target succeeded", movedOut, len(inTarget))
+		}
+		want := len(inTarget) - movedOut + movedIn
+		if want > targetCap || movedIn < targetCap-len(inTarget) {
+			t.Errorf("moved in %d, out %d: target would hold %d of %d", movedIn, movedOut, want, targetCap)
+		}
+
+		// Every counter agrees with the stored bookings and none exceeds its capacity.
+		caps := map[string]int{target.ID: targetCap, src1.ID: 10, src2.ID: 10}
+		total := 0
+		for _, o := range occs {
+			counter, stored := occurrenceCount(t, database, o.slot, o.date), activeBookings(t, e, key, o.slot, o.date)
+			if counter != stored || counter > caps[o.slot] {
+				t.Errorf("occurrence %s/%s: counter %d, stored %d, capacity %d", o.slot, o.date, counter, stored, caps[o.slot])
+			}
+			total += stored
+		}
+		if got := occurrenceCount(t, database, target.ID, mon1); got != want {
+			t.Errorf("target holds %d, want %d", got, want)
+		}
+		if total != n {
+			t.Errorf("%d active bookings in all, want %d", total, n)
+		}
+	})
+}
+
+func TestConcurrentCancelAndCreate(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		e, key := newSchedEnv(t, database)
+		const capacity = 6
+		s := mustCreateService(t, e, key, schedNY, slotIn(5, "18:00", "19:00", capacity))
+		slot := s.TimeSlots[0]
+		friday := nextDate(schedNY, time.Friday)
+		var existing []schedBooking
+		for i := 0; i < capacity; i++ {
+			existing = append(existing, mustBook(t, e, key, slot.ID, friday, fmt.Sprintf("old%d@example.com", i)))
+		}
+
+		// Cancel (or delete) the existing bookings while 30 clients try to
+		// book; interleave the two kinds of requests.
+		const creators = 30
+		outs := runConcurrently(capacity+creators, func(i int) *apptest.Response {
+			if i%6 == 0 && i/6 < capacity {
+				b := existing[i/6]
+				if i/6%2 == 0 {
+					return e.Do(key, gqlCancelBooking, map[string]any{"id": b.ID, "reason": "conflict"})
+				}
+				return e.Do(key, `mutation($id: ID!) { deleteBooking(id: $id) }`, map[string]any{"id": b.ID})
+			}
+			return doCreateBooking(e, key, bookingInput(slot.ID, friday, fmt.Sprintf("new%02d@example.com", i)))
+		})
+		tally(t, outs, db.CodeTimeSlotFull)
+		created, removed := 0, 0
+		for i, o := range outs {
+			if o.code != "" {
+				continue
+			}
+			if i%6 == 0 && i/6 < capacity {
+				removed++
+			} else {
+				created++
+			}
+		}
+		if removed != capacity {
+			t.Fatalf("%d of %d cancels/deletes succeeded", removed, capacity)
+		}
+		if created > capacity {
+			t.Fatalf("%d bookings created into %d seats", created, capacity)
+		}
+		counter, stored := occurrenceCount(t, database, slot.ID, friday), activeBookings(t, e, key, slot.ID, friday)
+		if counter != created || stored != created {
+			t.Fatalf("created %d; counter %d; stored %d", created, counter, stored)
+		}
+
+		// The counter has not drifted: exactly the free seats can still be taken.
+		for i := created; i < capacity; i++ {
+			mustBook(t, e, key, slot.ID, friday, fmt.Sprintf("fill%d@example.com", i))
+		}
+		wantError(t, doCreateBooking(e, key, bookingInput(slot.ID, friday, "over@example.com")), db.CodeTimeSlotFull, "")
+		if n := occurrenceCount(t, database, slot.ID, friday); n != capacity {
+			t.Fatalf("counter %d after filling, want %d", n, capacity)
+		}
+	})
+}
+
+// TestConcurrentSameNewCustomer books one new customer (same email) into
+// several occurrences at once: every booking succeeds and they share one
+// customer.
+func TestConcurrentSameNewCustomer(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		e, key := newSchedEnv(t, database)
+		var slots []map[string]any
+		for d := 0; d < 7; d++ {
+			slots = append(slots, slotIn(d, "09:00", "10:00", 3), slotIn(d, "12:00", "13:00", 3))
+		}
+		s := mustCreateService(t, e, key, schedNY, slots...)
+		first := nextDate(schedNY, time.Sunday)
+		// Three rounds, each a new email booked into 14 occurrences at once.
+		for round := 0; round < 3; round++ {
+			email := fmt.Sprintf("Same.Person%d@example.com", round)
+			outs := runConcurrently(len(s.TimeSlots), func(i int) *apptest.Response {
+				ts := s.TimeSlots[i]
+				return e.Do(key, `mutation($input: CreateBookingInput!) { createBooking(input: $input) { id customer { id email } } }`,
+					map[string]any{"input": map[string]any{
+						"timeSlotId": ts.ID, "date": addDays(first, 7*round+ts.DayOfWeek),
+						"customerEmail": email, "customerName": "Same Person",
+					}})
+			})
+			counts := tally(t, outs)
+			if counts[""] != len(s.TimeSlots) {
+				t.Fatalf("round %d: outcomes %v", round, counts)
+			}
+			ids := map[string]bool{}
+			for _, o := range outs {
+				var data struct {
+					CreateBooking struct {
+						Customer struct{ ID, Email string }
+					}
+				}
+				if err := json.Unmarshal([]byte(o.data), &data); err != nil {
+					t.Fatalf("decode %s: %v", o.raw, err)
+				}
+				if c := data.CreateBooking.Customer; c.ID == "" || c.Email != strings.ToLower(email) {
+					t.Fatalf("round %d: customer %+v", round, c)
+				}
+				ids[data.CreateBooking.Customer.ID] = true
+			}
+			if len(ids) != 1 {
+				keys := make([]string, 0, len(ids))
+				for k := range ids {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				t.Fatalf("round %d: one email became %d customers: %v", round, len(ids), keys)
+			}
+		}
+	})
+}
