@@ -81,3 +81,35 @@ func (db *DB) CountAccounts(ctx context.Context) (int, error) {
 	n, err := db.NewSelect().Model((*Account)(nil)).Count(ctx)
 	return int(n), err
 }
+
+// UpdateAccount changes an account's plan and limits; nil fields stay.
+func (db *DB) UpdateAccount(ctx context.Context, name string, plan *Plan, limits AccountLimits) (*Account, error) {
+	if plan != nil && !plan.Valid() {
+		return nil, Errorf(CodeInvalidFieldFormat, "plan", "plan must be one of starter, developer, growth")
+	}
+	if err := validateLimits(limits); err != nil {
+		return nil, err
+	}
+	var a *Account
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		a = new(Account)
+		if err := tx.NewSelect().Model(a).Where("name = ?", strings.TrimSpace(name)).Scan(ctx); err != nil {
+			if isNoRows(err) {
+				return Errorf(CodeAccountNotFound, "account", "account %q does not exist", name)
+			}
+			return err
+		}
+		if plan != nil {
+			a.Plan = *plan
+		}
+		if limits.Rate != nil {
+			a.Rate, a.Burst = limits.Rate, limits.Burst
+		}
+		if limits.MonthlyQuota != nil {
+			a.MonthlyQuota = limits.MonthlyQuota
+		}
+		_, err := tx.NewUpdate().Model(a).Column("plan", "rate", "burst", "monthly_quota").WherePK().Exec(ctx)
+		return err
+	})
+	return a, err
+}

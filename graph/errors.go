@@ -10,6 +10,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/server/reqinfo"
 )
 
 // PresentError turns errors into GraphQL errors with extensions.code: domain
@@ -17,6 +18,19 @@ import (
 // validation errors become invalid_request; anything else is logged and
 // answered as internal_error without details.
 func PresentError(log *slog.Logger) graphql.ErrorPresenterFunc {
+	present := presenter(log)
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gqlErr := present(ctx, err)
+		if info := reqinfo.From(ctx); info != nil {
+			if code, ok := gqlErr.Extensions["code"].(string); ok {
+				info.Error(code)
+			}
+		}
+		return gqlErr
+	}
+}
+
+func presenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
 		var de *db.Error

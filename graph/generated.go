@@ -31,6 +31,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	ApiKey() ApiKeyResolver
+	ApiLog() ApiLogResolver
 	Booking() BookingResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
@@ -72,6 +73,35 @@ type ComplexityRoot struct {
 	}
 
 	ApiKeyEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	ApiLog struct {
+		APIKeyID      func(childComplexity int) int
+		APIKeyPrefix  func(childComplexity int) int
+		ClientIP      func(childComplexity int) int
+		Cost          func(childComplexity int) int
+		DurationMs    func(childComplexity int) int
+		ErrorCodes    func(childComplexity int) int
+		ID            func(childComplexity int) int
+		OccurredAt    func(childComplexity int) int
+		OperationName func(childComplexity int) int
+		OperationType func(childComplexity int) int
+		Origin        func(childComplexity int) int
+		RootFields    func(childComplexity int) int
+		Status        func(childComplexity int) int
+		UserAgent     func(childComplexity int) int
+	}
+
+	ApiLogConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ApiLogEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -169,13 +199,25 @@ type ComplexityRoot struct {
 
 	Query struct {
 		APIKeys      func(childComplexity int, first *int, after *string) int
+		APILogs      func(childComplexity int, first *int, after *string, from *time.Time, to *time.Time, status *int, apiKeyID *int64, operationName *string) int
 		AuditEvents  func(childComplexity int, first *int, after *string) int
 		Availability func(childComplexity int, serviceID int64, from string, to string) int
 		Booking      func(childComplexity int, id int64) int
 		Bookings     func(childComplexity int, serviceID *int64, status *db.BookingStatus, from *string, to *string, first *int, after *string) int
+		RateLimit    func(childComplexity int) int
 		Service      func(childComplexity int, id int64) int
 		Services     func(childComplexity int, first *int, after *string) int
+		Usage        func(childComplexity int, from time.Time, to time.Time, granularity model.UsageGranularity) int
 		Viewer       func(childComplexity int) int
+	}
+
+	RateLimit struct {
+		Limit          func(childComplexity int) int
+		MonthlyQuota   func(childComplexity int) int
+		MonthlyResetAt func(childComplexity int) int
+		MonthlyUsed    func(childComplexity int) int
+		Remaining      func(childComplexity int) int
+		ResetAt        func(childComplexity int) int
 	}
 
 	Service struct {
@@ -213,6 +255,14 @@ type ComplexityRoot struct {
 		UpdatedAt   func(childComplexity int) int
 	}
 
+	UsageBucket struct {
+		Errors   func(childComplexity int) int
+		P50Ms    func(childComplexity int) int
+		P95Ms    func(childComplexity int) int
+		Requests func(childComplexity int) int
+		Start    func(childComplexity int) int
+	}
+
 	Viewer struct {
 		APIKey  func(childComplexity int) int
 		Account func(childComplexity int) int
@@ -228,6 +278,12 @@ type ApiKeyResolver interface {
 
 	Scopes(ctx context.Context, obj *db.APIKey) ([]string, error)
 	AllowedCidrs(ctx context.Context, obj *db.APIKey) ([]string, error)
+}
+type ApiLogResolver interface {
+	RootFields(ctx context.Context, obj *db.APILog) ([]string, error)
+
+	ErrorCodes(ctx context.Context, obj *db.APILog) ([]string, error)
+	DurationMs(ctx context.Context, obj *db.APILog) (float64, error)
 }
 type BookingResolver interface {
 	Service(ctx context.Context, obj *db.Booking) (*db.Service, error)
@@ -260,6 +316,9 @@ type QueryResolver interface {
 	Services(ctx context.Context, first *int, after *string) (*model.Connection[*db.Service], error)
 	Service(ctx context.Context, id int64) (*db.Service, error)
 	Availability(ctx context.Context, serviceID int64, from string, to string) ([]*db.Occurrence, error)
+	RateLimit(ctx context.Context) (*model.RateLimit, error)
+	APILogs(ctx context.Context, first *int, after *string, from *time.Time, to *time.Time, status *int, apiKeyID *int64, operationName *string) (*model.Connection[*db.APILog], error)
+	Usage(ctx context.Context, from time.Time, to time.Time, granularity model.UsageGranularity) ([]*model.UsageBucket, error)
 }
 type ServiceResolver interface {
 	TimeSlots(ctx context.Context, obj *db.Service) ([]*db.TimeSlot, error)
@@ -410,6 +469,129 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiKeyEdge.Node(childComplexity), true
+
+	case "ApiLog.apiKeyId":
+		if e.ComplexityRoot.ApiLog.APIKeyID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.APIKeyID(childComplexity), true
+	case "ApiLog.apiKeyPrefix":
+		if e.ComplexityRoot.ApiLog.APIKeyPrefix == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.APIKeyPrefix(childComplexity), true
+	case "ApiLog.clientIp":
+		if e.ComplexityRoot.ApiLog.ClientIP == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.ClientIP(childComplexity), true
+	case "ApiLog.cost":
+		if e.ComplexityRoot.ApiLog.Cost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.Cost(childComplexity), true
+	case "ApiLog.durationMs":
+		if e.ComplexityRoot.ApiLog.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.DurationMs(childComplexity), true
+	case "ApiLog.errorCodes":
+		if e.ComplexityRoot.ApiLog.ErrorCodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.ErrorCodes(childComplexity), true
+	case "ApiLog.id":
+		if e.ComplexityRoot.ApiLog.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.ID(childComplexity), true
+	case "ApiLog.occurredAt":
+		if e.ComplexityRoot.ApiLog.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.OccurredAt(childComplexity), true
+	case "ApiLog.operationName":
+		if e.ComplexityRoot.ApiLog.OperationName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.OperationName(childComplexity), true
+	case "ApiLog.operationType":
+		if e.ComplexityRoot.ApiLog.OperationType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.OperationType(childComplexity), true
+	case "ApiLog.origin":
+		if e.ComplexityRoot.ApiLog.Origin == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.Origin(childComplexity), true
+	case "ApiLog.rootFields":
+		if e.ComplexityRoot.ApiLog.RootFields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.RootFields(childComplexity), true
+	case "ApiLog.status":
+		if e.ComplexityRoot.ApiLog.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.Status(childComplexity), true
+	case "ApiLog.userAgent":
+		if e.ComplexityRoot.ApiLog.UserAgent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLog.UserAgent(childComplexity), true
+
+	case "ApiLogConnection.edges":
+		if e.ComplexityRoot.ApiLogConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogConnection.Edges(childComplexity), true
+	case "ApiLogConnection.nodes":
+		if e.ComplexityRoot.ApiLogConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogConnection.Nodes(childComplexity), true
+	case "ApiLogConnection.pageInfo":
+		if e.ComplexityRoot.ApiLogConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogConnection.PageInfo(childComplexity), true
+	case "ApiLogConnection.totalCount":
+		if e.ComplexityRoot.ApiLogConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogConnection.TotalCount(childComplexity), true
+
+	case "ApiLogEdge.cursor":
+		if e.ComplexityRoot.ApiLogEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogEdge.Cursor(childComplexity), true
+	case "ApiLogEdge.node":
+		if e.ComplexityRoot.ApiLogEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiLogEdge.Node(childComplexity), true
 
 	case "AuditEvent.action":
 		if e.ComplexityRoot.AuditEvent.Action == nil {
@@ -851,6 +1033,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.APIKeys(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.apiLogs":
+		if e.ComplexityRoot.Query.APILogs == nil {
+			break
+		}
+
+		args, err := ec.field_Query_apiLogs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.APILogs(childComplexity, args["first"].(*int), args["after"].(*string), args["from"].(*time.Time), args["to"].(*time.Time), args["status"].(*int), args["apiKeyId"].(*int64), args["operationName"].(*string)), true
 	case "Query.auditEvents":
 		if e.ComplexityRoot.Query.AuditEvents == nil {
 			break
@@ -896,6 +1089,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Bookings(childComplexity, args["serviceId"].(*int64), args["status"].(*db.BookingStatus), args["from"].(*string), args["to"].(*string), args["first"].(*int), args["after"].(*string)), true
 
+	case "Query.rateLimit":
+		if e.ComplexityRoot.Query.RateLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.RateLimit(childComplexity), true
 	case "Query.service":
 		if e.ComplexityRoot.Query.Service == nil {
 			break
@@ -918,12 +1117,60 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Services(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.usage":
+		if e.ComplexityRoot.Query.Usage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Usage(childComplexity, args["from"].(time.Time), args["to"].(time.Time), args["granularity"].(model.UsageGranularity)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+
+	case "RateLimit.limit":
+		if e.ComplexityRoot.RateLimit.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Limit(childComplexity), true
+	case "RateLimit.monthlyQuota":
+		if e.ComplexityRoot.RateLimit.MonthlyQuota == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.MonthlyQuota(childComplexity), true
+	case "RateLimit.monthlyResetAt":
+		if e.ComplexityRoot.RateLimit.MonthlyResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.MonthlyResetAt(childComplexity), true
+	case "RateLimit.monthlyUsed":
+		if e.ComplexityRoot.RateLimit.MonthlyUsed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.MonthlyUsed(childComplexity), true
+	case "RateLimit.remaining":
+		if e.ComplexityRoot.RateLimit.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.Remaining(childComplexity), true
+	case "RateLimit.resetAt":
+		if e.ComplexityRoot.RateLimit.ResetAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RateLimit.ResetAt(childComplexity), true
 
 	case "Service.bookings":
 		if e.ComplexityRoot.Service.Bookings == nil {
@@ -1071,6 +1318,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.TimeSlot.UpdatedAt(childComplexity), true
+
+	case "UsageBucket.errors":
+		if e.ComplexityRoot.UsageBucket.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageBucket.Errors(childComplexity), true
+	case "UsageBucket.p50Ms":
+		if e.ComplexityRoot.UsageBucket.P50Ms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageBucket.P50Ms(childComplexity), true
+	case "UsageBucket.p95Ms":
+		if e.ComplexityRoot.UsageBucket.P95Ms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageBucket.P95Ms(childComplexity), true
+	case "UsageBucket.requests":
+		if e.ComplexityRoot.UsageBucket.Requests == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageBucket.Requests(childComplexity), true
+	case "UsageBucket.start":
+		if e.ComplexityRoot.UsageBucket.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageBucket.Start(childComplexity), true
 
 	case "Viewer.apiKey":
 		if e.ComplexityRoot.Viewer.APIKey == nil {
@@ -1568,6 +1846,82 @@ extend type Mutation {
   deleteTimeSlots(serviceId: ID!, dayOfWeek: Int!): Int! @hasScope(scope: "services:write")
 }
 `, BuiltIn: false},
+	{Name: "../schema/usage.graphqls", Input: `"""The caller's request rate and monthly quota, as of this request."""
+type RateLimit {
+  "Requests allowed per window (the plan's burst)."
+  limit: Int!
+  "Requests left in the current window."
+  remaining: Int!
+  "When the current window ends."
+  resetAt: DateTime!
+  "Requests allowed per calendar month (UTC); null when unlimited."
+  monthlyQuota: Int
+  "Cost units used this month (all keys, all instances; other instances' use shows within a second or two)."
+  monthlyUsed: Int!
+  "When the monthly count starts again (first day of next month, UTC)."
+  monthlyResetAt: DateTime!
+}
+
+"""One authenticated request. Variables and response bodies are never recorded."""
+type ApiLog {
+  id: ID!
+  occurredAt: DateTime!
+  apiKeyId: ID!
+  apiKeyPrefix: String!
+  "Operation name(s); several for a batch, joined by commas."
+  operationName: String!
+  "query or mutation (empty when refused before parsing)."
+  operationType: String!
+  rootFields: [String!]!
+  "The operation's cost, as counted against the monthly quota."
+  cost: Int!
+  "HTTP status of the response."
+  status: Int!
+  "extensions.code of each error in the response."
+  errorCodes: [String!]!
+  durationMs: Float!
+  clientIp: String!
+  origin: String!
+  userAgent: String!
+}
+
+type ApiLogEdge {
+  cursor: String!
+  node: ApiLog!
+}
+
+"""A page of API logs, newest first."""
+type ApiLogConnection {
+  edges: [ApiLogEdge!]!
+  nodes: [ApiLog!]!
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+enum UsageGranularity {
+  HOUR
+  DAY
+}
+
+"""Requests of one hour or day."""
+type UsageBucket {
+  start: DateTime!
+  requests: Int!
+  "Requests answered with an HTTP error status or GraphQL errors."
+  errors: Int!
+  p50Ms: Float!
+  p95Ms: Float!
+}
+
+extend type Query {
+  "The caller's rate limit and monthly quota."
+  rateLimit: RateLimit! @public
+  "Requests made with the account's keys, newest first (kept 30 days by default)."
+  apiLogs(first: Int, after: String, from: DateTime, to: DateTime, status: Int, apiKeyId: ID, operationName: String): ApiLogConnection! @hasScope(scope: "logs:read")
+  "Request counts, errors and latency per hour (at most 31 days) or day (at most 366 days)."
+  usage(from: DateTime!, to: DateTime!, granularity: UsageGranularity!): [UsageBucket!]! @hasScope(scope: "logs:read")
+}
+`, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
 
@@ -1637,6 +1991,64 @@ func (ec *executionContext) childFields_ApiKeyEdge(ctx context.Context, field gr
 		return ec.fieldContext_ApiKeyEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiKeyEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiLog(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ApiLog_id(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_ApiLog_occurredAt(ctx, field)
+	case "apiKeyId":
+		return ec.fieldContext_ApiLog_apiKeyId(ctx, field)
+	case "apiKeyPrefix":
+		return ec.fieldContext_ApiLog_apiKeyPrefix(ctx, field)
+	case "operationName":
+		return ec.fieldContext_ApiLog_operationName(ctx, field)
+	case "operationType":
+		return ec.fieldContext_ApiLog_operationType(ctx, field)
+	case "rootFields":
+		return ec.fieldContext_ApiLog_rootFields(ctx, field)
+	case "cost":
+		return ec.fieldContext_ApiLog_cost(ctx, field)
+	case "status":
+		return ec.fieldContext_ApiLog_status(ctx, field)
+	case "errorCodes":
+		return ec.fieldContext_ApiLog_errorCodes(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_ApiLog_durationMs(ctx, field)
+	case "clientIp":
+		return ec.fieldContext_ApiLog_clientIp(ctx, field)
+	case "origin":
+		return ec.fieldContext_ApiLog_origin(ctx, field)
+	case "userAgent":
+		return ec.fieldContext_ApiLog_userAgent(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiLog", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiLogConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ApiLogConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_ApiLogConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ApiLogConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ApiLogConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiLogConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiLogEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ApiLogEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ApiLogEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiLogEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1787,6 +2199,24 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_RateLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "limit":
+		return ec.fieldContext_RateLimit_limit(ctx, field)
+	case "remaining":
+		return ec.fieldContext_RateLimit_remaining(ctx, field)
+	case "resetAt":
+		return ec.fieldContext_RateLimit_resetAt(ctx, field)
+	case "monthlyQuota":
+		return ec.fieldContext_RateLimit_monthlyQuota(ctx, field)
+	case "monthlyUsed":
+		return ec.fieldContext_RateLimit_monthlyUsed(ctx, field)
+	case "monthlyResetAt":
+		return ec.fieldContext_RateLimit_monthlyResetAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RateLimit", field.Name)
+}
+
 func (ec *executionContext) childFields_Service(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1855,6 +2285,22 @@ func (ec *executionContext) childFields_TimeSlot(ctx context.Context, field grap
 		return ec.fieldContext_TimeSlot_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TimeSlot", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageBucket(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "start":
+		return ec.fieldContext_UsageBucket_start(ctx, field)
+	case "requests":
+		return ec.fieldContext_UsageBucket_requests(ctx, field)
+	case "errors":
+		return ec.fieldContext_UsageBucket_errors(ctx, field)
+	case "p50Ms":
+		return ec.fieldContext_UsageBucket_p50Ms(ctx, field)
+	case "p95Ms":
+		return ec.fieldContext_UsageBucket_p95Ms(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageBucket", field.Name)
 }
 
 func (ec *executionContext) childFields_Viewer(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2285,6 +2731,68 @@ func (ec *executionContext) field_Query_apiKeys_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_apiLogs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "apiKeyId",
+		func(ctx context.Context, v any) (*int64, error) {
+			return ec.unmarshalOID2ᚖint64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["apiKeyId"] = arg5
+	arg6, err := graphql.ProcessArgField(ctx, rawArgs, "operationName",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["operationName"] = arg6
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_auditEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2438,6 +2946,36 @@ func (ec *executionContext) field_Query_services_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_usage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNDateTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNDateTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "granularity",
+		func(ctx context.Context, v any) (model.UsageGranularity, error) {
+			return ec.unmarshalNUsageGranularity2githubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageGranularity(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["granularity"] = arg2
 	return args, nil
 }
 
@@ -3052,6 +3590,502 @@ func (ec *executionContext) fieldContext_ApiKeyEdge_node(_ context.Context, fiel
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ApiKey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiLog_id(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ApiLog_occurredAt(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _ApiLog_apiKeyId(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_apiKeyId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APIKeyID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_apiKeyId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ApiLog_apiKeyPrefix(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_apiKeyPrefix(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.APIKeyPrefix, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_apiKeyPrefix(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLog_operationName(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_operationName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OperationName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_operationName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLog_operationType(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_operationType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OperationType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_operationType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLog_rootFields(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_rootFields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiLog().RootFields(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_rootFields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, true, true, "String")
+}
+
+func (ec *executionContext) _ApiLog_cost(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_cost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_cost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiLog_status(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiLog_errorCodes(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_errorCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiLog().ErrorCodes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_errorCodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, true, true, "String")
+}
+
+func (ec *executionContext) _ApiLog_durationMs(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiLog().DurationMs(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, true, true, "Float")
+}
+
+func (ec *executionContext) _ApiLog_clientIp(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_clientIp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClientIP, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_clientIp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLog_origin(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_origin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Origin, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_origin(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLog_userAgent(ctx context.Context, field graphql.CollectedField, obj *db.APILog) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLog_userAgent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UserAgent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLog_userAgent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLog", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLogConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.Connection[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Edge[*db.APILog]) graphql.Marshaler {
+			return ec.marshalNApiLogEdge2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiLogConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiLogEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiLogConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.Connection[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*db.APILog) graphql.Marshaler {
+			return ec.marshalNApiLog2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAPILogᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiLogConnection",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiLog(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiLogConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.Connection[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiLogConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiLogConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.Connection[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLogConnection", field, true, false, "Int")
+}
+
+func (ec *executionContext) _ApiLogEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.Edge[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiLogEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiLogEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.Edge[*db.APILog]) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiLogEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *db.APILog) graphql.Marshaler {
+			return ec.marshalNApiLog2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAPILog(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiLogEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiLogEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiLog(ctx, field)
 		},
 	}
 	return fc, nil
@@ -5533,6 +6567,175 @@ func (ec *executionContext) fieldContext_Query_availability(ctx context.Context,
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_rateLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_rateLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().RateLimit(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				if ec.Directives.Public == nil {
+					var zeroVal *model.RateLimit
+					return zeroVal, errors.New("directive public is not implemented")
+				}
+				return ec.Directives.Public(ctx, nil, directive0)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RateLimit) graphql.Marshaler {
+			return ec.marshalNRateLimit2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐRateLimit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_rateLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RateLimit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_apiLogs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_apiLogs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().APILogs(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["from"].(*time.Time), fc.Args["to"].(*time.Time), fc.Args["status"].(*int), fc.Args["apiKeyId"].(*int64), fc.Args["operationName"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNString2string(ctx, "logs:read")
+				if err != nil {
+					var zeroVal *model.Connection[*db.APILog]
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal *model.Connection[*db.APILog]
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Connection[*db.APILog]) graphql.Marshaler {
+			return ec.marshalNApiLogConnection2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_apiLogs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiLogConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_apiLogs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_usage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Usage(ctx, fc.Args["from"].(time.Time), fc.Args["to"].(time.Time), fc.Args["granularity"].(model.UsageGranularity))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNString2string(ctx, "logs:read")
+				if err != nil {
+					var zeroVal []*model.UsageBucket
+					return zeroVal, err
+				}
+				if ec.Directives.HasScope == nil {
+					var zeroVal []*model.UsageBucket
+					return zeroVal, errors.New("directive hasScope is not implemented")
+				}
+				return ec.Directives.HasScope(ctx, nil, directive0, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UsageBucket) graphql.Marshaler {
+			return ec.marshalNUsageBucket2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageBucketᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_usage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageBucket(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_usage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5607,6 +6810,144 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _RateLimit_limit(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_limit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Limit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_limit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_remaining(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_resetAt(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_resetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_resetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _RateLimit_monthlyQuota(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_monthlyQuota(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MonthlyQuota, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_monthlyQuota(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_monthlyUsed(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_monthlyUsed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MonthlyUsed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_monthlyUsed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RateLimit_monthlyResetAt(ctx context.Context, field graphql.CollectedField, obj *model.RateLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RateLimit_monthlyResetAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MonthlyResetAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RateLimit_monthlyResetAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RateLimit", field, false, false, "DateTime")
 }
 
 func (ec *executionContext) _Service_id(ctx context.Context, field graphql.CollectedField, obj *db.Service) (ret graphql.Marshaler) {
@@ -6229,6 +7570,121 @@ func (ec *executionContext) _TimeSlot_updatedAt(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_TimeSlot_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("TimeSlot", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _UsageBucket_start(ctx context.Context, field graphql.CollectedField, obj *model.UsageBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageBucket_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageBucket_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageBucket", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _UsageBucket_requests(ctx context.Context, field graphql.CollectedField, obj *model.UsageBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageBucket_requests(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Requests, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageBucket_requests(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageBucket_errors(ctx context.Context, field graphql.CollectedField, obj *model.UsageBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageBucket_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageBucket_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageBucket", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UsageBucket_p50Ms(ctx context.Context, field graphql.CollectedField, obj *model.UsageBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageBucket_p50Ms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.P50Ms, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageBucket_p50Ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageBucket", field, false, false, "Float")
+}
+
+func (ec *executionContext) _UsageBucket_p95Ms(ctx context.Context, field graphql.CollectedField, obj *model.UsageBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageBucket_p95Ms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.P95Ms, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageBucket_p95Ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageBucket", field, false, false, "Float")
 }
 
 func (ec *executionContext) _Viewer_account(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
@@ -8054,6 +9510,194 @@ func (ec *executionContext) _ApiKeyEdge(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var apiLogImplementors = []string{"ApiLog"}
+
+func (ec *executionContext) _ApiLog(ctx context.Context, sel ast.SelectionSet, obj *db.APILog) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiLogImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiLog")
+		case "id":
+			out.Values[i] = ec._ApiLog_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "occurredAt":
+			out.Values[i] = ec._ApiLog_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "apiKeyId":
+			out.Values[i] = ec._ApiLog_apiKeyId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "apiKeyPrefix":
+			out.Values[i] = ec._ApiLog_apiKeyPrefix(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "operationName":
+			out.Values[i] = ec._ApiLog_operationName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "operationType":
+			out.Values[i] = ec._ApiLog_operationType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "rootFields":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiLog_rootFields(ctx, field, obj)
+				})
+		case "cost":
+			out.Values[i] = ec._ApiLog_cost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._ApiLog_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "errorCodes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiLog_errorCodes(ctx, field, obj)
+				})
+		case "durationMs":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiLog_durationMs(ctx, field, obj)
+				})
+		case "clientIp":
+			out.Values[i] = ec._ApiLog_clientIp(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "origin":
+			out.Values[i] = ec._ApiLog_origin(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "userAgent":
+			out.Values[i] = ec._ApiLog_userAgent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var apiLogConnectionImplementors = []string{"ApiLogConnection"}
+
+func (ec *executionContext) _ApiLogConnection(ctx context.Context, sel ast.SelectionSet, obj *model.Connection[*db.APILog]) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiLogConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiLogConnection")
+		case "edges":
+			out.Values[i] = ec._ApiLogConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "nodes":
+			out.Values[i] = ec._ApiLogConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ApiLogConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiLogConnection_totalCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var apiLogEdgeImplementors = []string{"ApiLogEdge"}
+
+func (ec *executionContext) _ApiLogEdge(ctx context.Context, sel ast.SelectionSet, obj *model.Edge[*db.APILog]) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiLogEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiLogEdge")
+		case "cursor":
+			out.Values[i] = ec._ApiLogEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ApiLogEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var auditEventImplementors = []string{"AuditEvent"}
 
 func (ec *executionContext) _AuditEvent(ctx context.Context, sel ast.SelectionSet, obj *db.AuditEvent) graphql.Marshaler {
@@ -8760,6 +10404,24 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_availability(ctx, field)
 				})
+		case "rateLimit":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_rateLimit(ctx, field)
+				})
+		case "apiLogs":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_apiLogs(ctx, field)
+				})
+		case "usage":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_usage(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -8773,6 +10435,64 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rateLimitImplementors = []string{"RateLimit"}
+
+func (ec *executionContext) _RateLimit(ctx context.Context, sel ast.SelectionSet, obj *model.RateLimit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rateLimitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RateLimit")
+		case "limit":
+			out.Values[i] = ec._RateLimit_limit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "remaining":
+			out.Values[i] = ec._RateLimit_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resetAt":
+			out.Values[i] = ec._RateLimit_resetAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "monthlyQuota":
+			out.Values[i] = ec._RateLimit_monthlyQuota(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "monthlyUsed":
+			out.Values[i] = ec._RateLimit_monthlyUsed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "monthlyResetAt":
+			out.Values[i] = ec._RateLimit_monthlyResetAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9004,6 +10724,59 @@ func (ec *executionContext) _TimeSlot(ctx context.Context, sel ast.SelectionSet,
 			out.Values[i] = ec._TimeSlot_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageBucketImplementors = []string{"UsageBucket"}
+
+func (ec *executionContext) _UsageBucket(ctx context.Context, sel ast.SelectionSet, obj *model.UsageBucket) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageBucketImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageBucket")
+		case "start":
+			out.Values[i] = ec._UsageBucket_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requests":
+			out.Values[i] = ec._UsageBucket_requests(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._UsageBucket_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "p50Ms":
+			out.Values[i] = ec._UsageBucket_p50Ms(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "p95Ms":
+			out.Values[i] = ec._UsageBucket_p95Ms(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9486,6 +11259,62 @@ func (ec *executionContext) marshalNApiKeyEdge2ᚖgithubᚗcomᚋreservekitᚋre
 	return ec._ApiKeyEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNApiLog2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAPILogᚄ(ctx context.Context, sel ast.SelectionSet, v []*db.APILog) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApiLog2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAPILog(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNApiLog2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAPILog(ctx context.Context, sel ast.SelectionSet, v *db.APILog) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApiLog!")
+		return graphql.Null
+	}
+	return ec._ApiLog(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApiLogConnection2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐConnection(ctx context.Context, sel ast.SelectionSet, v *model.Connection[*db.APILog]) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApiLogConnection!")
+		return graphql.Null
+	}
+	return ec._ApiLogConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApiLogEdge2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Edge[*db.APILog]) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApiLogEdge2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNApiLogEdge2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐEdge(ctx context.Context, sel ast.SelectionSet, v *model.Edge[*db.APILog]) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApiLogEdge!")
+		return graphql.Null
+	}
+	return ec._ApiLogEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNAuditEvent2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐAuditEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*db.AuditEvent) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -9728,6 +11557,20 @@ func (ec *executionContext) marshalNDateTime2timeᚐTime(ctx context.Context, se
 	return res
 }
 
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNID2int64(ctx context.Context, v any) (int64, error) {
 	res, err := model.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -9805,6 +11648,14 @@ var (
 		db.PlanGrowth:    "GROWTH",
 	}
 )
+
+func (ec *executionContext) marshalNRateLimit2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐRateLimit(ctx context.Context, sel ast.SelectionSet, v *model.RateLimit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RateLimit!")
+		return graphql.Null
+	}
+	return ec._RateLimit(ctx, sel, v)
+}
 
 func (ec *executionContext) marshalNService2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋdbᚐServiceᚄ(ctx context.Context, sel ast.SelectionSet, v []*db.Service) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -9956,6 +11807,40 @@ func (ec *executionContext) unmarshalNUpdateBookingInput2githubᚗcomᚋreservek
 func (ec *executionContext) unmarshalNUpdateServiceInput2githubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUpdateServiceInput(ctx context.Context, v any) (model.UpdateServiceInput, error) {
 	res, err := ec.unmarshalInputUpdateServiceInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUsageBucket2ᚕᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageBucketᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsageBucket) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageBucket2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageBucket(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageBucket2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageBucket(ctx context.Context, sel ast.SelectionSet, v *model.UsageBucket) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageBucket!")
+		return graphql.Null
+	}
+	return ec._UsageBucket(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNUsageGranularity2githubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageGranularity(ctx context.Context, v any) (model.UsageGranularity, error) {
+	var res model.UsageGranularity
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUsageGranularity2githubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐUsageGranularity(ctx context.Context, sel ast.SelectionSet, v model.UsageGranularity) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNViewer2ᚖgithubᚗcomᚋreservekitᚋreservekitᚋgraphᚋmodelᚐViewer(ctx context.Context, sel ast.SelectionSet, v *model.Viewer) graphql.Marshaler {

@@ -26,23 +26,50 @@ import (
 	"github.com/reservekit/reservekit/server/respond"
 )
 
-// NewHandler serves GraphQL over HTTP (POST with JSON, GET for queries) for
-// requests that the auth middleware has already authenticated.
-func NewHandler(r *Resolver, log *slog.Logger) http.Handler {
+// MaxBatch is the most operations one batched request (a JSON array) may hold.
+const MaxBatch = 10
+
+// NewHandler serves GraphQL over HTTP (POST with JSON, GET for queries, POST
+// with a JSON array for a batch) for requests that the auth middleware has
+// already authenticated. Zero limits take DefaultLimits.
+func NewHandler(r *Resolver, log *slog.Logger, limits Limits) http.Handler {
+	if limits.MaxCost == 0 {
+		limits.MaxCost = DefaultLimits.MaxCost
+	}
+	if limits.MaxDepth == 0 {
+		limits.MaxDepth = DefaultLimits.MaxDepth
+	}
+	if limits.MaxAliases == 0 {
+		limits.MaxAliases = DefaultLimits.MaxAliases
+	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Directives: r.directives()}))
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(limitsExtension{limits})
+	srv.AroundResponses(addCostExtension)
 	srv.SetErrorPresenter(PresentError(log))
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
 	})
+	serve := func(w http.ResponseWriter, req *http.Request) {
+		ctx := WithLoaders(req.Context(), r.DB, caller.From(req.Context()).AccountID())
+		srv.ServeHTTP(w, req.WithContext(withCostHolder(ctx)))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		switch req.Method {
 		case http.MethodPost:
-			if !checkPost(w, req) {
+			body, ok := readPost(w, req)
+			if !ok {
+				return
+			}
+			if batch := bytes.TrimLeft(body, " \t\r\n"); len(batch) > 0 && batch[0] == '[' {
+				serveBatch(w, req, batch, serve)
+				return
+			}
+			if !checkParams(w, body) {
 				return
 			}
 		case http.MethodGet:
@@ -61,11 +88,51 @@ func NewHandler(r *Resolver, log *slog.Logger) http.Handler {
 				"GraphQL requests use GET (queries) or POST", nil)
 			return
 		}
-		c := caller.From(req.Context())
-		ctx := WithLoaders(req.Context(), r.DB, c.AccountID())
-		srv.ServeHTTP(w, req.WithContext(ctx))
+		serve(w, req)
 	})
 }
+
+// serveBatch runs each operation of a JSON array as its own request and
+// answers with the array of their responses, in order.
+func serveBatch(w http.ResponseWriter, req *http.Request, body []byte, serve http.HandlerFunc) {
+	var ops []json.RawMessage
+	if err := json.Unmarshal(body, &ops); err != nil || len(ops) == 0 {
+		respond.Error(w, http.StatusBadRequest, db.CodeInvalidRequest, "A batch must be a non-empty JSON array of GraphQL requests", nil)
+		return
+	}
+	if len(ops) > MaxBatch {
+		respond.Error(w, http.StatusBadRequest, "batch_too_large",
+			fmt.Sprintf("A batch holds at most %d operations; this one has %d", MaxBatch, len(ops)), nil)
+		return
+	}
+	for _, op := range ops {
+		if !validParams(op) {
+			respond.Error(w, http.StatusBadRequest, db.CodeInvalidRequest, notGraphQL, nil)
+			return
+		}
+	}
+	out := make([]json.RawMessage, len(ops))
+	for i, op := range ops {
+		sub := req.Clone(req.Context())
+		sub.Body = io.NopCloser(bytes.NewReader(op))
+		sub.ContentLength = int64(len(op))
+		rec := &bufferedResponse{header: http.Header{}}
+		serve(rec, sub)
+		out[i] = rec.body.Bytes()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// bufferedResponse collects one batched operation's response.
+type bufferedResponse struct {
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
+func (b *bufferedResponse) WriteHeader(int)             {}
 
 // isMutation reports whether a GET request asks for a mutation, which the
 // GraphQL-over-HTTP specification answers with 405.
@@ -95,14 +162,13 @@ type params struct {
 const notGraphQL = "The request is not a GraphQL request: it needs a JSON object with a non-empty \"query\" string " +
 	"and, optionally, \"operationName\" (a string), \"variables\" and \"extensions\" (objects)"
 
-// checkPost answers a POST that is not a well-formed GraphQL request (400),
-// not JSON (415) or too large (413), without echoing the body, which may
-// hold secrets. On success the body is left for gqlgen to read again.
-func checkPost(w http.ResponseWriter, req *http.Request) bool {
+// readPost reads a POST body, answering one that is not JSON (415) or too
+// large (413). The body is left for gqlgen to read again.
+func readPost(w http.ResponseWriter, req *http.Request) ([]byte, bool) {
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		respond.Error(w, http.StatusUnsupportedMediaType, db.CodeInvalidRequest,
 			"GraphQL requests sent with POST need Content-Type: application/json", nil)
-		return false
+		return nil, false
 	}
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -112,15 +178,25 @@ func checkPost(w http.ResponseWriter, req *http.Request) bool {
 		} else {
 			respond.Error(w, http.StatusBadRequest, db.CodeInvalidRequest, "Could not read the request body", nil)
 		}
-		return false
+		return nil, false
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	var p params
-	if err := json.Unmarshal(body, &p); err != nil || p.Query == nil || strings.TrimSpace(*p.Query) == "" {
+	return body, true
+}
+
+// checkParams answers a body that is not a well-formed GraphQL request
+// (400) without echoing it, since it may hold secrets.
+func checkParams(w http.ResponseWriter, body []byte) bool {
+	if !validParams(body) {
 		respond.Error(w, http.StatusBadRequest, db.CodeInvalidRequest, notGraphQL, nil)
 		return false
 	}
 	return true
+}
+
+func validParams(body []byte) bool {
+	var p params
+	return json.Unmarshal(body, &p) == nil && p.Query != nil && strings.TrimSpace(*p.Query) != ""
 }
 
 // checkGet answers a GET without a query or with parameters that are not

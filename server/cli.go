@@ -26,6 +26,7 @@ Usage:
   server [serve]                 serve the API on PORT (default 8080)
   server migrate                 apply database migrations and exit
   server accounts create NAME [--plan starter|developer|growth] [--rate N --burst N] [--monthly-quota N]
+  server accounts update NAME [--plan P] [--rate N --burst N] [--monthly-quota N]
   server keys create --account NAME [--name LABEL] [--domain HOST] [--plan P]
                      [--scopes a,b] [--allowed-cidrs CIDR,…]
                                  print a new key's secret (only the secret, on stdout)
@@ -87,6 +88,9 @@ func (c *cli) dispatch(args []string) error {
 	case "accounts":
 		if len(args) > 1 && args[1] == "create" {
 			return c.accountsCreate(args[2:])
+		}
+		if len(args) > 1 && args[1] == "update" {
+			return c.accountsUpdate(args[2:])
 		}
 	case "keys":
 		if len(args) > 1 {
@@ -238,6 +242,47 @@ func (c *cli) accountsCreate(args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "account %q created (id %d, plan %s)\n", a.Name, a.ID, a.Plan)
+	return nil
+}
+
+func (c *cli) accountsUpdate(args []string) error {
+	fs := flag.NewFlagSet("accounts update", flag.ContinueOnError)
+	plan := fs.String("plan", "", "plan: starter, developer or growth")
+	rate := fs.Int("rate", 0, "requests per second (overrides the plan; needs --burst)")
+	burst := fs.Int("burst", 0, "burst size (overrides the plan; needs --rate)")
+	quota := fs.Int64("monthly-quota", 0, "requests per calendar month (overrides the plan)")
+	pos, err := c.parse(fs, args, "Usage: server accounts update NAME [--plan P] [--rate N --burst N] [--monthly-quota N]")
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("accounts update takes exactly one NAME")
+	}
+	limits := db.AccountLimits{}
+	var newPlan *db.Plan
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "plan":
+			p := db.Plan(*plan)
+			newPlan = &p
+		case "rate":
+			limits.Rate = rate
+		case "burst":
+			limits.Burst = burst
+		case "monthly-quota":
+			limits.MonthlyQuota = quota
+		}
+	})
+	database, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	defer database.Close()
+	a, err := database.UpdateAccount(context.Background(), pos[0], newPlan, limits)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "account %q updated (plan %s)\n", a.Name, a.Plan)
 	return nil
 }
 

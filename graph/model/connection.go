@@ -68,4 +68,7 @@ type (
 
 	AuditEventConnection = Connection[*db.AuditEvent]
 	AuditEventEdge       = Edge[*db.AuditEvent]
+
+	APILogConnection = Connection[*db.APILog]
+	APILogEdge       = Edge[*db.APILog]
 )

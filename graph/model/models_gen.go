@@ -3,6 +3,10 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"github.com/reservekit/reservekit/db"
@@ -64,6 +68,22 @@ type Mutation struct {
 type Query struct {
 }
 
+// The caller's request rate and monthly quota, as of this request.
+type RateLimit struct {
+	// Requests allowed per window (the plan's burst).
+	Limit int `json:"limit"`
+	// Requests left in the current window.
+	Remaining int `json:"remaining"`
+	// When the current window ends.
+	ResetAt time.Time `json:"resetAt"`
+	// Requests allowed per calendar month (UTC); null when unlimited.
+	MonthlyQuota *int `json:"monthlyQuota,omitempty"`
+	// Cost units used this month (all keys, all instances; other instances' use shows within a second or two).
+	MonthlyUsed int `json:"monthlyUsed"`
+	// When the monthly count starts again (first day of next month, UTC).
+	MonthlyResetAt time.Time `json:"monthlyResetAt"`
+}
+
 // A slot to create (no id) or to update (with the id of a slot of the service).
 type TimeSlotInput struct {
 	ID *int64 `json:"id,omitempty"`
@@ -90,10 +110,75 @@ type UpdateServiceInput struct {
 	Timezone    *string `json:"timezone,omitempty"`
 }
 
+// Requests of one hour or day.
+type UsageBucket struct {
+	Start    time.Time `json:"start"`
+	Requests int       `json:"requests"`
+	// Requests answered with an HTTP error status or GraphQL errors.
+	Errors int     `json:"errors"`
+	P50Ms  float64 `json:"p50Ms"`
+	P95Ms  float64 `json:"p95Ms"`
+}
+
 // Who is calling.
 type Viewer struct {
 	// The account the API key belongs to.
 	Account *db.Account `json:"account"`
 	// The API key used for this request.
 	APIKey *db.APIKey `json:"apiKey"`
+}
+
+type UsageGranularity string
+
+const (
+	UsageGranularityHour UsageGranularity = "HOUR"
+	UsageGranularityDay  UsageGranularity = "DAY"
+)
+
+var AllUsageGranularity = []UsageGranularity{
+	UsageGranularityHour,
+	UsageGranularityDay,
+}
+
+func (e UsageGranularity) IsValid() bool {
+	switch e {
+	case UsageGranularityHour, UsageGranularityDay:
+		return true
+	}
+	return false
+}
+
+func (e UsageGranularity) String() string {
+	return string(e)
+}
+
+func (e *UsageGranularity) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = UsageGranularity(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid UsageGranularity", str)
+	}
+	return nil
+}
+
+func (e UsageGranularity) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *UsageGranularity) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e UsageGranularity) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

@@ -16,8 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-chi/httprate"
+
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/graph"
+	"github.com/reservekit/reservekit/server/apilog"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/ratelimit"
 )
@@ -40,6 +43,23 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For gives the client
 	// address (TRUST_PROXY_HEADERS); empty means the connection's peer.
 	TrustedProxies []netip.Prefix
+	// GraphQL bounds each operation's cost, depth and aliases (zero values:
+	// graph.DefaultLimits).
+	GraphQL graph.Limits
+	// RateCounters, when set, shares the request-rate counters between
+	// instances (Redis); nil keeps them in process.
+	RateCounters func(window time.Duration) httprate.LimitCounter
+	// Usage stores monthly usage shared by instances (default: the database).
+	Usage ratelimit.UsageStore
+	// UsageFlush is how often monthly usage is added to Usage (default 1 s).
+	UsageFlush time.Duration
+	// LogBuffer is how many API log entries may wait to be written before
+	// new ones are dropped (default 10 000); LogFlush how often they are
+	// written (default 500 ms); LogRetention how long they are kept (default
+	// 30 days).
+	LogBuffer    int
+	LogFlush     time.Duration
+	LogRetention time.Duration
 }
 
 func (c *Config) defaults() {
@@ -61,6 +81,18 @@ func (c *Config) defaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 20 * time.Second
 	}
+	if c.UsageFlush == 0 {
+		c.UsageFlush = time.Second
+	}
+	if c.LogBuffer == 0 {
+		c.LogBuffer = 10_000
+	}
+	if c.LogFlush == 0 {
+		c.LogFlush = 500 * time.Millisecond
+	}
+	if c.LogRetention == 0 {
+		c.LogRetention = 30 * 24 * time.Hour
+	}
 }
 
 // App is a running ReserveKit server.
@@ -68,6 +100,8 @@ type App struct {
 	cfg      Config
 	DB       *db.DB
 	Verifier *auth.Verifier
+	Quotas   *ratelimit.Quotas
+	Logs     *apilog.Writer
 	handler  http.Handler
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -79,6 +113,11 @@ func New(database *db.DB, cfg Config) *App {
 	cfg.defaults()
 	a := &App{cfg: cfg, DB: database, done: make(chan struct{})}
 	a.Verifier = auth.NewVerifier(database, 10_000, cfg.KeyCacheTTL)
+	if cfg.Usage == nil {
+		cfg.Usage = ratelimit.DBUsage{DB: database}
+	}
+	a.Quotas = ratelimit.NewQuotas(cfg.Usage)
+	a.Logs = apilog.New(database, cfg.LogBuffer, cfg.LogFlush, cfg.Log)
 	a.handler = a.routes()
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
@@ -88,6 +127,11 @@ func New(database *db.DB, cfg Config) *App {
 			cfg.Log.Error("write lastUsedAt", "err", err)
 		})
 	})
+	jobs.Go(func() {
+		a.Quotas.Run(ctx, cfg.UsageFlush, func(err error) { cfg.Log.Error("write monthly usage", "err", err) })
+	})
+	jobs.Go(func() { a.Logs.Run(ctx) })
+	jobs.Go(func() { apilog.RunPruner(ctx, database, cfg.LogRetention, time.Hour, cfg.Log) })
 	jobs.Go(func() {
 		a.Verifier.ListenForChanges(ctx, func(err error) {
 			cfg.Log.Warn("key change notifications interrupted; cache purged on reconnect", "err", err)
@@ -140,7 +184,5 @@ func (a *App) Close() {
 
 // graphQL builds the GraphQL handler with its dependencies.
 func (a *App) graphQL() http.Handler {
-	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier}, a.cfg.Log)
+	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier}, a.cfg.Log, a.cfg.GraphQL)
 }
-
-func (a *App) rateLimiter() *ratelimit.Limiter { return ratelimit.New(nil) }

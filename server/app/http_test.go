@@ -133,14 +133,15 @@ func TestGraphQLOverHTTP(t *testing.T) {
 
 		t.Run("not a GraphQL request", func(t *testing.T) {
 			for name, body := range map[string]string{
-				"text":             "hello",
-				"empty":            "",
-				"JSON array":       `[{"query":"{ viewer { account { name } } }"}]`,
-				"JSON string":      `"{ viewer { account { name } } }"`,
-				"no query":         `{"variables":{}}`,
-				"empty query":      `{"query":""}`,
-				"query not string": `{"query":5}`,
-				"truncated JSON":   `{"query":"{ viewer { account { name } } }"`,
+				"text":                  "hello",
+				"empty":                 "",
+				"empty batch":           `[]`,
+				"batch of non-requests": `[{"query":"{ viewer { account { name } } }"},{"nope":1}]`,
+				"JSON string":           `"{ viewer { account { name } } }"`,
+				"no query":              `{"variables":{}}`,
+				"empty query":           `{"query":""}`,
+				"query not string":      `{"query":5}`,
+				"truncated JSON":        `{"query":"{ viewer { account { name } } }"`,
 			} {
 				req := request(t, e, http.MethodPost, "/graphql", strings.NewReader(body), key, "Content-Type: application/json")
 				r := e.Send(req)

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/ratelimit"
 	"github.com/reservekit/reservekit/server/respond"
 )
 
@@ -31,7 +32,10 @@ func (a *App) routes() http.Handler {
 		func(r *http.Request, err error) {
 			a.cfg.Log.Error("authenticate", "err", err, "request_id", middleware.GetReqID(r.Context()))
 		})
-	gql := authn.Handler(a.rateLimiter().Handler(a.graphQL()))
+	// Order matters: the API log sees every authenticated request, including
+	// those the rate limit and the monthly quota refuse.
+	limiter := ratelimit.New(a.cfg.RateCounters)
+	gql := authn.Handler(a.Logs.Middleware(a.cfg.TrustedProxies)(limiter.Handler(a.Quotas.Handler(a.graphQL()))))
 	r.Handle("/graphql", gql)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		respond.Error(w, http.StatusNotFound, "resource_not_found", "Not found: the API is at /graphql", nil)

@@ -53,16 +53,11 @@ func (s *KeySpec) validate(by *caller.Caller, now time.Time) (db.NewAPIKey, erro
 			out.Scopes = append(out.Scopes, sc)
 		}
 	}
-	if by != nil && len(by.Key.Scopes) > 0 {
-		if len(out.Scopes) == 0 {
-			out.Scopes = append(out.Scopes, by.Key.Scopes...) // default: the caller's own scopes
-		}
-		for _, sc := range out.Scopes {
-			if !by.HasScope(sc) {
-				return out, &db.Error{Code: CodeInsufficientScope, Field: "scopes", Status: 403,
-					Message: "this API key cannot grant the scope " + sc + " it does not have"}
-			}
-		}
+	if by != nil && len(by.Key.Scopes) > 0 && len(out.Scopes) == 0 {
+		out.Scopes = append(out.Scopes, by.Key.Scopes...) // default: the caller's own scopes
+	}
+	if err := mayGrant(by, out.Scopes); err != nil {
+		return out, err
 	}
 	for i, cidr := range s.AllowedCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(cidr))
@@ -79,6 +74,25 @@ func (s *KeySpec) validate(by *caller.Caller, now time.Time) (db.NewAPIKey, erro
 		out.ExpiresAt = &t
 	}
 	return out, nil
+}
+
+// mayGrant checks that by (nil: the command line) holds every scope of a
+// key it creates or rolls; a key without scopes has them all.
+func mayGrant(by *caller.Caller, scopes db.StringList) error {
+	if by == nil || len(by.Key.Scopes) == 0 {
+		return nil
+	}
+	if len(scopes) == 0 {
+		return &db.Error{Code: CodeInsufficientScope, Field: "scopes", Status: 403,
+			Message: "this API key has scopes and cannot grant full access"}
+	}
+	for _, sc := range scopes {
+		if !by.HasScope(sc) {
+			return &db.Error{Code: CodeInsufficientScope, Field: "scopes", Status: 403,
+				Message: "this API key cannot grant the scope " + sc + " it does not have"}
+		}
+	}
+	return nil
 }
 
 // CodeInsufficientScope is the error code of a field the key's scopes do not cover.

@@ -45,27 +45,44 @@ func NewSecret() string {
 
 // checksum encodes CRC32 of the random part in checksumLen base62 characters.
 func checksum(random []byte) string {
-	n := crc32.ChecksumIEEE(random)
+	c := checksumOf(crc32.ChecksumIEEE(random))
+	return string(c[:])
+}
+
+func checksumOf(n uint32) [checksumLen]byte {
 	var out [checksumLen]byte
 	for i := checksumLen - 1; i >= 0; i-- {
 		out[i] = base62[n%62]
 		n /= 62
 	}
-	return string(out[:])
+	return out
 }
 
-// WellFormed reports whether s has the key format with a valid checksum.
+// WellFormed reports whether s has the key format with a valid checksum. It
+// does not allocate: it runs on every request.
 func WellFormed(s string) bool {
 	if len(s) != SecretLen || !strings.HasPrefix(s, Prefix) {
 		return false
 	}
-	body := s[len(Prefix):]
-	for i := 0; i < len(body); i++ {
-		if strings.IndexByte(base62, body[i]) < 0 {
+	var body [randomLen + checksumLen]byte
+	copy(body[:], s[len(Prefix):])
+	for _, ch := range body {
+		if strings.IndexByte(base62, ch) < 0 {
 			return false
 		}
 	}
-	return checksum([]byte(body[:randomLen])) == body[randomLen:]
+	return checksumOf(crc32IEEE(body[:randomLen])) == [checksumLen]byte(body[randomLen:])
+}
+
+// crc32IEEE is crc32.ChecksumIEEE by table lookup: the library's version
+// makes its argument escape to the heap, which would cost an allocation per
+// request.
+func crc32IEEE(p []byte) uint32 {
+	crc := ^uint32(0)
+	for _, b := range p {
+		crc = crc32.IEEETable[byte(crc)^b] ^ (crc >> 8)
+	}
+	return ^crc
 }
 
 // Hash is what the database stores for a secret: hex SHA-256.

@@ -142,6 +142,15 @@ func (v *Verifier) Revoke(ctx context.Context, by *caller.Caller, keyID int64) (
 // Roll replaces a key (see db.RollAPIKey) and returns the new key with its
 // secret; the old key's new deadline applies at once.
 func (v *Verifier) Roll(ctx context.Context, by *caller.Caller, keyID int64, grace time.Duration) (*db.APIKey, string, error) {
+	// Rolling mints a new secret with the old key's scopes, so a scoped key
+	// may only roll keys whose scopes it has itself.
+	target, err := v.db.APIKey(ctx, by.AccountID(), keyID)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := mayGrant(by, target.Scopes); err != nil {
+		return nil, "", err
+	}
 	secret := NewSecret()
 	old, replacement, err := v.db.RollAPIKey(ctx, by.AccountID(), keyID, by.Actor(), grace, DisplayPrefix(secret), Hash(secret))
 	if err != nil {

@@ -4,6 +4,7 @@
 package ratelimit
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -88,11 +89,16 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 		limits := For(c.Account)
 		window := limits.Window()
 		rl := l.forWindow(window, limits.Burst)
-		r = r.WithContext(httprate.WithRequestLimit(r.Context(), limits.Burst))
-		if rl.OnLimit(w, r, "account:"+strconv.FormatInt(c.Account.ID, 10)) {
+		st := &Status{}
+		ctx := context.WithValue(httprate.WithRequestLimit(r.Context(), limits.Burst), statusKey{}, st)
+		r = r.WithContext(ctx)
+		limited := rl.OnLimit(w, r, "account:"+strconv.FormatInt(c.Account.ID, 10))
+		st.fromHeaders(w.Header())
+		setBurstHeaders(w, limits, st)
+		if limited {
 			retry := int(math.Ceil(window.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(retry))
-			respond.Error(w, http.StatusTooManyRequests, "rate_limit_exceeded",
+			respond.RequestError(w, r, http.StatusTooManyRequests, "rate_limit_exceeded",
 				fmt.Sprintf("Rate limit exceeded. Try again in %d seconds.", retry), map[string]any{"retryAfter": retry})
 			return
 		}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/reservekit/reservekit/server/reqinfo"
 )
 
 // Error writes {"errors":[{"message":…,"extensions":{"code":…}}]} with status.
@@ -19,4 +21,12 @@ func Error(w http.ResponseWriter, status int, code, message string, extra map[st
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// RequestError is Error that also records the code for the request's API log.
+func RequestError(w http.ResponseWriter, r *http.Request, status int, code, message string, extra map[string]any) {
+	if info := reqinfo.From(r.Context()); info != nil {
+		info.Error(code)
+	}
+	Error(w, status, code, message, extra)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/reservekit/reservekit/db"
@@ -39,6 +40,7 @@ func New(t testing.TB, database *db.DB, cfg *app.Config) *Env {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(logs, nil))
+		registry.add(logs)
 	}
 	a := app.New(database, c)
 	srv := httptest.NewServer(a.Handler())
@@ -176,3 +178,31 @@ func ID(id int64) string { return fmt.Sprint(id) }
 
 // Logs returns what the server has logged so far.
 func (e *Env) Logs() string { return e.logs.String() }
+
+// registry keeps the log buffer of every server New started in this test
+// binary, so a TestMain can check all of them once every test has run.
+var registry logRegistry
+
+type logRegistry struct {
+	mu   sync.Mutex
+	logs []*lockedWriter
+}
+
+func (r *logRegistry) add(l *lockedWriter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logs = append(r.logs, l)
+}
+
+// AllLogs returns what every server started by New in this process (with
+// the default logger) has logged so far, one server after another, and how
+// many such servers there were.
+func AllLogs() (logs string, servers int) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	var b strings.Builder
+	for _, l := range registry.logs {
+		b.WriteString(l.String())
+	}
+	return b.String(), len(registry.logs)
+}
