@@ -15,9 +15,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/server/app"
 	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/ratelimit"
 )
 
 const usage = `ReserveKit: a self-hostable scheduling API served as GraphQL.
@@ -43,6 +46,9 @@ Environment:
                  JSON logs on stderr (default text)
   TRUST_PROXY_HEADERS
                  comma-separated proxy networks whose X-Forwarded-For names the client
+  REDIS_URL      redis://… shares rate-limit counters between instances
+  GRAPHQL_MAX_COST, GRAPHQL_MAX_DEPTH, GRAPHQL_MAX_ALIASES
+                 per-operation limits (default 1000, 10, 30)
 `
 
 // cli holds what every command needs.
@@ -186,10 +192,42 @@ func (c *cli) serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("TRUST_PROXY_HEADERS: %w", err)
 	}
-	a := app.New(database, app.Config{Log: c.log, TrustedProxies: proxies})
+	cfg := app.Config{Log: c.log, TrustedProxies: proxies}
+	if err := c.graphQLLimits(&cfg); err != nil {
+		return err
+	}
+	if raw := c.getenv("REDIS_URL"); raw != "" {
+		opts, err := redis.ParseURL(raw)
+		if err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		client := redis.NewClient(opts)
+		defer client.Close()
+		cfg.RateCounters = ratelimit.NewRedisCounters(client, c.log)
+		c.log.Info("rate-limit counters in redis", "addr", opts.Addr)
+	}
+	a := app.New(database, cfg)
 	defer a.Close()
 	c.log.Info("serving", "addr", ln.Addr().String(), "playground", "http://localhost:"+port+"/")
 	return a.Serve(ctx, ln)
+}
+
+// graphQLLimits reads GRAPHQL_MAX_COST, GRAPHQL_MAX_DEPTH and
+// GRAPHQL_MAX_ALIASES.
+func (c *cli) graphQLLimits(cfg *app.Config) error {
+	for name, dst := range map[string]*int{
+		"GRAPHQL_MAX_COST": &cfg.GraphQL.MaxCost, "GRAPHQL_MAX_DEPTH": &cfg.GraphQL.MaxDepth,
+		"GRAPHQL_MAX_ALIASES": &cfg.GraphQL.MaxAliases,
+	} {
+		if raw := c.getenv(name); raw != "" {
+			n, err := strconv.Atoi(raw)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%s must be a positive integer, got %q", name, raw)
+			}
+			*dst = n
+		}
+	}
+	return nil
 }
 
 func (c *cli) migrate(args []string) error {
