@@ -201,6 +201,7 @@ func (c *cli) serve(args []string) error {
 		if err != nil {
 			return fmt.Errorf("REDIS_URL: %w", err)
 		}
+		opts.ContextTimeoutEnabled = true // honour the limiter's 100 ms per-call bound
 		client := redis.NewClient(opts)
 		defer client.Close()
 		cfg.RateCounters = ratelimit.NewRedisCounters(client, c.log)
