@@ -29,10 +29,19 @@ import (
 // MaxBatch is the most operations one batched request (a JSON array) may hold.
 const MaxBatch = 10
 
+// Options tune the GraphQL handler.
+type Options struct {
+	// Limits bound each operation; zero values take DefaultLimits.
+	Limits Limits
+	// NoIntrospection turns off introspection and "Did you mean …" suggestions.
+	NoIntrospection bool
+}
+
 // NewHandler serves GraphQL over HTTP (POST with JSON, GET for queries, POST
 // with a JSON array for a batch) for requests that the auth middleware has
-// already authenticated. Zero limits take DefaultLimits.
-func NewHandler(r *Resolver, log *slog.Logger, limits Limits) http.Handler {
+// already authenticated, with automatic persisted queries.
+func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
+	limits := opts.Limits
 	if limits.MaxCost == 0 {
 		limits.MaxCost = DefaultLimits.MaxCost
 	}
@@ -46,7 +55,12 @@ func NewHandler(r *Resolver, log *slog.Logger, limits Limits) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
+	if opts.NoIntrospection {
+		srv.SetDisableSuggestion(true)
+	} else {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(limitsExtension{limits})
 	srv.AroundResponses(addCostExtension)
 	srv.SetErrorPresenter(PresentError(log))

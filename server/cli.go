@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -47,6 +48,11 @@ Environment:
   TRUST_PROXY_HEADERS
                  comma-separated proxy networks whose X-Forwarded-For names the client
   REDIS_URL      redis://… shares rate-limit counters between instances
+  METRICS_ADDR   serve /metrics on this address instead of the API's port
+  SHUTDOWN_TIMEOUT
+                 how long in-flight requests may finish on SIGTERM (default 20s)
+  GRAPHQL_INTROSPECTION=false, PLAYGROUND=false
+                 turn off introspection (and suggestions) or the playground
   GRAPHQL_MAX_COST, GRAPHQL_MAX_DEPTH, GRAPHQL_MAX_ALIASES
                  per-operation limits (default 1000, 10, 30)
 `
@@ -204,10 +210,32 @@ func (c *cli) serve(args []string) error {
 		opts.ContextTimeoutEnabled = true // honour the limiter's 100 ms per-call bound
 		client := redis.NewClient(opts)
 		defer client.Close()
-		cfg.RateCounters = ratelimit.NewRedisCounters(client, c.log)
+		counters := ratelimit.NewRedisCounterSet(client, c.log)
+		cfg.RateCounters, cfg.RedisFallbacks = counters.New, counters.Fallbacks
 		c.log.Info("rate-limit counters in redis", "addr", opts.Addr)
 	}
+	cfg.NoIntrospection = c.getenv("GRAPHQL_INTROSPECTION") == "false"
+	cfg.NoPlayground = c.getenv("PLAYGROUND") == "false"
+	if raw := c.getenv("SHUTDOWN_TIMEOUT"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("SHUTDOWN_TIMEOUT must be a duration such as 20s, got %q", raw)
+		}
+		cfg.ShutdownTimeout = d
+	}
+	metricsAddr := c.getenv("METRICS_ADDR")
+	cfg.MetricsElsewhere = metricsAddr != ""
 	a := app.New(database, cfg)
+	if metricsAddr != "" {
+		mln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		msrv := &http.Server{Handler: a.Metrics.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
+		c.log.Info("metrics", "addr", mln.Addr().String())
+	}
 	defer a.Close()
 	c.log.Info("serving", "addr", ln.Addr().String(), "playground", "http://localhost:"+port+"/")
 	return a.Serve(ctx, ln)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/httprate"
@@ -22,6 +23,7 @@ import (
 	"github.com/reservekit/reservekit/graph"
 	"github.com/reservekit/reservekit/server/apilog"
 	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/metrics"
 	"github.com/reservekit/reservekit/server/ratelimit"
 )
 
@@ -60,6 +62,17 @@ type Config struct {
 	LogBuffer    int
 	LogFlush     time.Duration
 	LogRetention time.Duration
+	// NoIntrospection turns GraphQL introspection and suggestions off
+	// (GRAPHQL_INTROSPECTION=false); NoPlayground removes the playground
+	// (PLAYGROUND=false).
+	NoIntrospection bool
+	NoPlayground    bool
+	// MetricsElsewhere keeps /metrics off the API's router, for serving
+	// App.Metrics.Handler() on its own address (METRICS_ADDR).
+	MetricsElsewhere bool
+	// RedisFallbacks reports how often rate-limit counters fell back from
+	// Redis, for the metrics (nil without Redis).
+	RedisFallbacks func() int64
 }
 
 func (c *Config) defaults() {
@@ -102,7 +115,9 @@ type App struct {
 	Verifier *auth.Verifier
 	Quotas   *ratelimit.Quotas
 	Logs     *apilog.Writer
+	Metrics  *metrics.Metrics
 	handler  http.Handler
+	draining atomic.Bool // set when shutdown starts: /readyz answers 503
 	stop     context.CancelFunc
 	done     chan struct{}
 }
@@ -118,6 +133,7 @@ func New(database *db.DB, cfg Config) *App {
 	}
 	a.Quotas = ratelimit.NewQuotas(cfg.Usage)
 	a.Logs = apilog.New(database, cfg.LogBuffer, cfg.LogFlush, cfg.Log)
+	a.Metrics = metrics.New(metrics.Sources{DB: database.DB.DB, DroppedLogs: a.Logs.Dropped, RedisFallbacks: cfg.RedisFallbacks})
 	a.handler = a.routes()
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
@@ -132,6 +148,7 @@ func New(database *db.DB, cfg Config) *App {
 	})
 	jobs.Go(func() { a.Logs.Run(ctx) })
 	jobs.Go(func() { apilog.RunPruner(ctx, database, cfg.LogRetention, time.Hour, cfg.Log) })
+	jobs.Go(func() { a.pruneIdempotencyKeys(ctx, time.Hour) })
 	jobs.Go(func() {
 		a.Verifier.ListenForChanges(ctx, func(err error) {
 			cfg.Log.Warn("key change notifications interrupted; cache purged on reconnect", "err", err)
@@ -165,6 +182,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	a.draining.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -184,5 +202,21 @@ func (a *App) Close() {
 
 // graphQL builds the GraphQL handler with its dependencies.
 func (a *App) graphQL() http.Handler {
-	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier}, a.cfg.Log, a.cfg.GraphQL)
+	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier}, a.cfg.Log,
+		graph.Options{Limits: a.cfg.GraphQL, NoIntrospection: a.cfg.NoIntrospection})
+}
+
+func (a *App) pruneIdempotencyKeys(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if _, err := a.DB.PruneIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			a.cfg.Log.Error("prune idempotency keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

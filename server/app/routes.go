@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/idempotency"
 	"github.com/reservekit/reservekit/server/ratelimit"
 	"github.com/reservekit/reservekit/server/respond"
 )
@@ -22,11 +25,17 @@ const MaxBodyBytes = 1 << 20
 // limit) and the per-account rate limit before GraphQL.
 func (a *App) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, exposeRequestID, a.recoverer, limitBody, cors)
+	r.Use(middleware.RequestID, exposeRequestID, a.logRequests, a.recoverer, limitBody, cors)
 
-	r.Get("/", playground.Handler("ReserveKit GraphQL", "/graphql",
-		playground.WithGraphiqlUiHeaders(map[string]string{"Authorization": "Bearer sk_rsv_paste_your_key_here"})))
+	if !a.cfg.NoPlayground {
+		r.Get("/", playground.Handler("ReserveKit GraphQL", "/graphql",
+			playground.WithGraphiqlUiHeaders(map[string]string{"Authorization": "Bearer sk_rsv_paste_your_key_here"})))
+	}
 	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	if !a.cfg.MetricsElsewhere {
+		r.Handle("/metrics", a.Metrics.Handler())
+	}
 
 	authn := auth.NewMiddleware(a.Verifier, a.cfg.AuthFailuresPerIP, a.cfg.AuthFailureWindow, a.cfg.TrustedProxies,
 		func(r *http.Request, err error) {
@@ -35,7 +44,9 @@ func (a *App) routes() http.Handler {
 	// Order matters: the API log sees every authenticated request, including
 	// those the rate limit and the monthly quota refuse.
 	limiter := ratelimit.New(a.cfg.RateCounters)
-	gql := authn.Handler(a.Logs.Middleware(a.cfg.TrustedProxies)(limiter.Handler(a.Quotas.Handler(a.graphQL()))))
+	idem := idempotency.New(a.DB, a.cfg.Log)
+	gql := authn.Handler(a.Logs.Middleware(a.cfg.TrustedProxies)(a.Metrics.Middleware(
+		limiter.Handler(a.Quotas.Handler(idem.Handler(a.graphQL()))))))
 	r.Handle("/graphql", gql)
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		respond.Error(w, http.StatusNotFound, "resource_not_found", "Not found: the API is at /graphql", nil)
@@ -86,4 +97,45 @@ func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// readyz answers 200 when the database is reachable, every migration is
+// applied and the server is not shutting down; 503 otherwise.
+func (a *App) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	problem := ""
+	if a.draining.Load() {
+		problem = "shutting down"
+	} else if err := a.DB.PingContext(ctx); err != nil {
+		problem = "database unreachable"
+	} else if n, err := a.DB.Pending(ctx); err != nil || n > 0 {
+		problem = "migrations not applied"
+	}
+	if problem != "" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = fmt.Fprintf(w, `{"status":"unavailable","reason":%q}`, problem)
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// logRequests writes one structured line per request: never variables,
+// bodies or headers that may hold secrets.
+func (a *App) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		a.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", middleware.GetReqID(r.Context())),
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Int("bytes", ww.BytesWritten()),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+	})
 }

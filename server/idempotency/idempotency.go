@@ -1,0 +1,160 @@
+// Package idempotency makes retried POSTs safe: a request with an
+// Idempotency-Key header runs once per account and key; repeats with the same
+// body get the stored response (Idempotent-Replayed: true) for 24 hours.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/server/caller"
+	"github.com/reservekit/reservekit/server/respond"
+)
+
+// Header is the request header that carries the client's key.
+const Header = "Idempotency-Key"
+
+// Settings of the middleware.
+const (
+	MaxKeyLen = 255
+	TTL       = 24 * time.Hour
+	// Wait is how long a repeat waits for the first request to finish
+	// before it is answered 409 idempotency_key_in_use.
+	Wait = 10 * time.Second
+	poll = 20 * time.Millisecond
+)
+
+// secretPattern finds API key and webhook secrets, which are never stored:
+// a replay shows them redacted.
+var secretPattern = regexp.MustCompile(`(sk_rsv_|whsec_)[0-9A-Za-z]{8,}`)
+
+// Middleware stores and replays responses of requests with an Idempotency-Key.
+type Middleware struct {
+	db  *db.DB
+	log *slog.Logger
+}
+
+// New returns the middleware.
+func New(database *db.DB, log *slog.Logger) *Middleware { return &Middleware{db: database, log: log} }
+
+// Handler wraps next; requests without the header, and GETs, pass through.
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Header.Get(Header)
+		c := caller.From(r.Context())
+		if key == "" || r.Method != http.MethodPost || c == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if len(key) > MaxKeyLen {
+			respond.RequestError(w, r, http.StatusBadRequest, db.CodeInvalidFieldFormat,
+				"Idempotency-Key must be at most 255 characters", map[string]any{"field": Header})
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			respond.RequestError(w, r, http.StatusRequestEntityTooLarge, db.CodeInvalidRequest, "Request body is larger than 1 MiB", nil)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sum := sha256.Sum256(body)
+		hash := hex.EncodeToString(sum[:])
+
+		claimed, existing, err := m.db.ClaimIdempotencyKey(r.Context(), c.AccountID(), key, hash, TTL)
+		if err != nil {
+			m.fail(w, r, err)
+			return
+		}
+		if claimed {
+			m.runAndStore(w, r, next, c.AccountID(), key)
+			return
+		}
+		deadline := time.Now().Add(Wait)
+		for !existing.Done && time.Now().Before(deadline) {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(poll):
+			}
+			if existing, err = m.db.IdempotencyKey(r.Context(), c.AccountID(), key); err != nil {
+				if db.ErrorCode(err) == db.CodeResourceNotFound {
+					// The first request failed and released the key: claim it again.
+					m.Handler(next).ServeHTTP(w, r)
+					return
+				}
+				m.fail(w, r, err)
+				return
+			}
+		}
+		switch {
+		case existing.RequestHash != hash:
+			respond.RequestError(w, r, http.StatusUnprocessableEntity, "idempotency_key_reused",
+				"This Idempotency-Key was used with a different request body", nil)
+		case !existing.Done:
+			respond.RequestError(w, r, http.StatusConflict, "idempotency_key_in_use",
+				"A request with this Idempotency-Key is still running; retry later", nil)
+		default:
+			w.Header().Set("Content-Type", existing.ContentType)
+			w.Header().Set("Idempotent-Replayed", "true")
+			w.Header().Set("Content-Length", strconv.Itoa(len(existing.Body)))
+			w.WriteHeader(existing.Status)
+			_, _ = io.WriteString(w, existing.Body)
+		}
+	})
+}
+
+// runAndStore runs the first request with a key, answers it, and stores its
+// response; if it panics, the claim is released so a retry can run.
+func (m *Middleware) runAndStore(w http.ResponseWriter, r *http.Request, next http.Handler, accountID int64, key string) {
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	completed := false
+	defer func() {
+		if !completed {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+			defer cancel()
+			if err := m.db.ReleaseIdempotencyKey(ctx, accountID, key); err != nil {
+				m.log.Error("release idempotency key", "err", err)
+			}
+		}
+	}()
+	next.ServeHTTP(rec, r)
+	body := secretPattern.ReplaceAllString(rec.body.String(), "${1}REDACTED")
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel()
+	if err := m.db.CompleteIdempotencyKey(ctx, accountID, key, rec.status, w.Header().Get("Content-Type"), body); err != nil {
+		m.log.Error("store idempotent response", "err", err)
+		return
+	}
+	completed = true
+}
+
+func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
+	m.log.Error("idempotency", "err", err)
+	respond.RequestError(w, r, http.StatusInternalServerError, "internal_error", "Internal error", nil)
+}
+
+// recorder passes a response through while keeping a copy of it.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.body.Write(p)
+	return r.ResponseWriter.Write(p)
+}
