@@ -41,10 +41,14 @@ var secretPattern = regexp.MustCompile(`(sk_rsv_|whsec_)[0-9A-Za-z]{8,}`)
 type Middleware struct {
 	db  *db.DB
 	log *slog.Logger
+	// Wait bounds how long a repeat waits for the first request (default Wait).
+	Wait time.Duration
 }
 
 // New returns the middleware.
-func New(database *db.DB, log *slog.Logger) *Middleware { return &Middleware{db: database, log: log} }
+func New(database *db.DB, log *slog.Logger) *Middleware {
+	return &Middleware{db: database, log: log, Wait: Wait}
+}
 
 // Handler wraps next; requests without the header, and GETs, pass through.
 func (m *Middleware) Handler(next http.Handler) http.Handler {
@@ -78,7 +82,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			m.runAndStore(w, r, next, c.AccountID(), key)
 			return
 		}
-		deadline := time.Now().Add(Wait)
+		deadline := time.Now().Add(m.Wait)
 		for !existing.Done && time.Now().Before(deadline) {
 			select {
 			case <-r.Context().Done():
