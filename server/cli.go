@@ -275,12 +275,40 @@ func (c *cli) migrate(args []string) error {
 	return nil
 }
 
-func (c *cli) accountsCreate(args []string) error {
-	fs := flag.NewFlagSet("accounts create", flag.ContinueOnError)
-	plan := fs.String("plan", "starter", "plan: starter, developer or growth")
+// accountFlags declares the flags shared by accounts create and update and
+// returns a function that reads the ones given on the command line.
+func accountFlags(fs *flag.FlagSet, defaultPlan string) func() (*db.Plan, db.AccountLimits) {
+	plan := fs.String("plan", defaultPlan, "plan: starter, developer or growth")
 	rate := fs.Int("rate", 0, "requests per second (overrides the plan; needs --burst)")
 	burst := fs.Int("burst", 0, "burst size (overrides the plan; needs --rate)")
 	quota := fs.Int64("monthly-quota", 0, "requests per calendar month (overrides the plan)")
+	return func() (*db.Plan, db.AccountLimits) {
+		var p *db.Plan
+		var limits db.AccountLimits
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "plan":
+				v := db.Plan(*plan)
+				p = &v
+			case "rate":
+				limits.Rate = rate
+			case "burst":
+				limits.Burst = burst
+			case "monthly-quota":
+				limits.MonthlyQuota = quota
+			}
+		})
+		if p == nil && defaultPlan != "" {
+			v := db.Plan(defaultPlan)
+			p = &v
+		}
+		return p, limits
+	}
+}
+
+func (c *cli) accountsCreate(args []string) error {
+	fs := flag.NewFlagSet("accounts create", flag.ContinueOnError)
+	given := accountFlags(fs, "starter")
 	pos, err := c.parse(fs, args, "Usage: server accounts create NAME [--plan P] [--rate N --burst N] [--monthly-quota N]")
 	if err != nil {
 		return err
@@ -288,23 +316,13 @@ func (c *cli) accountsCreate(args []string) error {
 	if len(pos) != 1 {
 		return errors.New("accounts create takes exactly one NAME")
 	}
-	limits := db.AccountLimits{}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "rate":
-			limits.Rate = rate
-		case "burst":
-			limits.Burst = burst
-		case "monthly-quota":
-			limits.MonthlyQuota = quota
-		}
-	})
+	plan, limits := given()
 	database, err := c.open(context.Background())
 	if err != nil {
 		return err
 	}
 	defer database.Close()
-	a, err := database.CreateAccount(context.Background(), pos[0], db.Plan(*plan), limits)
+	a, err := database.CreateAccount(context.Background(), pos[0], *plan, limits)
 	if err != nil {
 		return err
 	}
@@ -314,10 +332,7 @@ func (c *cli) accountsCreate(args []string) error {
 
 func (c *cli) accountsUpdate(args []string) error {
 	fs := flag.NewFlagSet("accounts update", flag.ContinueOnError)
-	plan := fs.String("plan", "", "plan: starter, developer or growth")
-	rate := fs.Int("rate", 0, "requests per second (overrides the plan; needs --burst)")
-	burst := fs.Int("burst", 0, "burst size (overrides the plan; needs --rate)")
-	quota := fs.Int64("monthly-quota", 0, "requests per calendar month (overrides the plan)")
+	given := accountFlags(fs, "")
 	pos, err := c.parse(fs, args, "Usage: server accounts update NAME [--plan P] [--rate N --burst N] [--monthly-quota N]")
 	if err != nil {
 		return err
@@ -325,27 +340,13 @@ func (c *cli) accountsUpdate(args []string) error {
 	if len(pos) != 1 {
 		return errors.New("accounts update takes exactly one NAME")
 	}
-	limits := db.AccountLimits{}
-	var newPlan *db.Plan
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "plan":
-			p := db.Plan(*plan)
-			newPlan = &p
-		case "rate":
-			limits.Rate = rate
-		case "burst":
-			limits.Burst = burst
-		case "monthly-quota":
-			limits.MonthlyQuota = quota
-		}
-	})
+	plan, limits := given()
 	database, err := c.open(context.Background())
 	if err != nil {
 		return err
 	}
 	defer database.Close()
-	a, err := database.UpdateAccount(context.Background(), pos[0], newPlan, limits)
+	a, err := database.UpdateAccount(context.Background(), pos[0], plan, limits)
 	if err != nil {
 		return err
 	}

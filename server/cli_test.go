@@ -343,3 +343,27 @@ func TestCLIPostgres(t *testing.T) {
 		t.Fatalf("revoked key: %v", rows)
 	}
 }
+
+func TestCLIAccountsUpdate(t *testing.T) {
+	t.Parallel()
+	c := sqliteCLI(t)
+	c.ok("accounts", "create", "shop", "--plan", "starter")
+	c.ok("accounts", "update", "shop", "--plan", "developer", "--monthly-quota", "1234", "--rate", "7", "--burst", "14")
+	a, err := c.open().AccountByName(context.Background(), "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Plan != db.PlanDeveloper || a.MonthlyQuota == nil || *a.MonthlyQuota != 1234 ||
+		a.Rate == nil || *a.Rate != 7 || a.Burst == nil || *a.Burst != 14 {
+		t.Fatalf("after update: %+v", a)
+	}
+	c.ok("accounts", "update", "shop", "--monthly-quota", "99")
+	a, _ = c.open().AccountByName(context.Background(), "shop")
+	if a.Plan != db.PlanDeveloper || *a.MonthlyQuota != 99 || *a.Rate != 7 {
+		t.Fatalf("a partial update changed other fields: %+v", a)
+	}
+	c.fails("accounts", "update", "nobody", "--monthly-quota", "5")
+	c.fails("accounts", "update", "shop", "--plan", "platinum")
+	c.fails("accounts", "update", "shop", "--rate", "5")
+	c.fails("accounts", "update", "shop", "--monthly-quota", "0")
+}
