@@ -24,6 +24,9 @@ const (
 	Postgres = "postgres"
 )
 
+// testPostgresConns bounds each test database's pool.
+const testPostgresConns = 5
+
 // Each runs fn as a subtest on every dialect, each with a fresh database.
 func Each(t *testing.T, fn func(t *testing.T, database *db.DB)) {
 	t.Helper()
@@ -51,6 +54,12 @@ func Open(t testing.TB, dialect string) *db.DB {
 	database, err := db.Open(ctx, rawURL)
 	if err != nil {
 		t.Fatalf("open %s: %v", dialect, err)
+	}
+	if dialect == Postgres {
+		// Tests of several packages run at once, each with its own pool:
+		// the production pool of 20 would exhaust max_connections (100).
+		database.DB.DB.SetMaxOpenConns(testPostgresConns)
+		database.DB.DB.SetMaxIdleConns(testPostgresConns)
 	}
 	t.Cleanup(func() { database.Close() })
 	if err := database.Migrate(ctx); err != nil {
@@ -82,6 +91,7 @@ func postgresSchema(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
 	}
+	admin.SetMaxOpenConns(1)
 	t.Cleanup(func() { admin.Close() })
 	var b [6]byte
 	_, _ = rand.Read(b[:])
