@@ -26,19 +26,17 @@ func (db *DB) notifyKeyChanged(ctx context.Context, tx bun.Tx, hash string) erro
 }
 
 // ListenKeyChanges calls onChange with the hash of every key changed by any
-// instance, until ctx ends. When the listening connection is lost, onReset
-// is called after reconnecting, since notifications may have been missed.
+// instance, until ctx ends. onReset is called each time the listener
+// (re)connects, since changes made before it listened were not announced
+// to it.
 // On SQLite it returns at once.
 func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), onReset func(), logErr func(error)) {
 	if !db.postgres {
 		return
 	}
 	backoff := 100 * time.Millisecond
-	for first := true; ctx.Err() == nil; first = false {
-		if !first {
-			onReset()
-		}
-		err := db.listen(ctx, onChange)
+	for ctx.Err() == nil {
+		err := db.listen(ctx, onChange, onReset)
 		if ctx.Err() != nil {
 			return
 		}
@@ -52,7 +50,10 @@ func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), 
 	}
 }
 
-func (db *DB) listen(ctx context.Context, onChange func(hash string)) error {
+// listen runs LISTEN and then calls onListening: changes made before that
+// (at start, or while disconnected) were not heard, so whatever was cached
+// then must go.
+func (db *DB) listen(ctx context.Context, onChange func(hash string), onListening func()) error {
 	conn, err := db.DB.DB.Conn(ctx)
 	if err != nil {
 		return err
@@ -67,6 +68,7 @@ func (db *DB) listen(ctx context.Context, onChange func(hash string)) error {
 		if _, err := pg.Exec(ctx, "LISTEN "+keyChannel); err != nil {
 			return err
 		}
+		onListening()
 		for {
 			n, err := pg.WaitForNotification(ctx)
 			if err != nil {
