@@ -55,15 +55,18 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	present := PresentError(log)
 	if opts.NoIntrospection {
 		srv.SetDisableSuggestion(true)
+		srv.Use(noIntrospection{})
+		present = withoutSuggestions(present)
 	} else {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(limitsExtension{limits})
 	srv.AroundResponses(addCostExtension)
-	srv.SetErrorPresenter(PresentError(log))
+	srv.SetErrorPresenter(present)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
@@ -174,7 +177,7 @@ type params struct {
 }
 
 const notGraphQL = "The request is not a GraphQL request: it needs a JSON object with a non-empty \"query\" string " +
-	"and, optionally, \"operationName\" (a string), \"variables\" and \"extensions\" (objects)"
+	"(or an extensions.persistedQuery hash) and, optionally, \"operationName\" (a string), \"variables\" and \"extensions\" (objects)"
 
 // readPost reads a POST body, answering one that is not JSON (415) or too
 // large (413). The body is left for gqlgen to read again.
@@ -210,20 +213,35 @@ func checkParams(w http.ResponseWriter, body []byte) bool {
 
 func validParams(body []byte) bool {
 	var p params
-	return json.Unmarshal(body, &p) == nil && p.Query != nil && strings.TrimSpace(*p.Query) != ""
+	if json.Unmarshal(body, &p) != nil {
+		return false
+	}
+	return p.Query != nil && strings.TrimSpace(*p.Query) != "" || persisted(p.Extensions)
+}
+
+// persisted reports whether request extensions name an automatic persisted
+// query, which may stand in for the query text.
+func persisted(ext map[string]any) bool {
+	_, ok := ext["persistedQuery"].(map[string]any)
+	return ok
 }
 
 // checkGet answers a GET without a query or with parameters that are not
 // JSON objects (400).
 func checkGet(w http.ResponseWriter, req *http.Request) bool {
 	q, err := url.ParseQuery(req.URL.RawQuery)
-	ok := err == nil && strings.TrimSpace(q.Get("query")) != ""
+	ok := err == nil
+	var ext map[string]any
 	for _, name := range []string{"variables", "extensions"} {
 		if v := q.Get(name); ok && v != "" {
 			var m map[string]any
 			ok = json.Unmarshal([]byte(v), &m) == nil
+			if name == "extensions" {
+				ext = m
+			}
 		}
 	}
+	ok = ok && (strings.TrimSpace(q.Get("query")) != "" || persisted(ext))
 	if !ok {
 		respond.Error(w, http.StatusBadRequest, db.CodeInvalidRequest, notGraphQL, nil)
 	}
