@@ -45,13 +45,27 @@ func (limitsExtension) ExtensionName() string                   { return "Reserv
 func (limitsExtension) Validate(graphql.ExecutableSchema) error { return nil }
 
 // MutateOperationContext measures the operation, records it for usage and
-// logs, and refuses it when it is over a limit.
+// logs, and refuses it when it is over a limit. A refused operation runs
+// nothing, so it is recorded with cost 0 (the monthly quota then counts the
+// request as 1); extensions.cost.requested still reports its computed cost.
 func (l limitsExtension) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
 	m := measure(rc)
-	if info := reqinfo.From(ctx); info != nil {
-		info.Operation(rc.OperationName, string(rc.Operation.Operation), m.rootFields, m.cost)
-	}
 	setCost(ctx, m.cost)
+	err := l.check(m)
+	if info := reqinfo.From(ctx); info != nil {
+		charged := m.cost
+		if err != nil {
+			charged = 0
+		}
+		// The operation's own name: rc.OperationName is only the request's
+		// optional "operationName" parameter, empty for most clients.
+		info.Operation(rc.Operation.Name, string(rc.Operation.Operation), m.rootFields, charged)
+	}
+	return err
+}
+
+// check refuses a measurement over one of the limits.
+func (l limitsExtension) check(m measurement) *gqlerror.Error {
 	switch {
 	case m.cost > l.MaxCost:
 		return limitError("query_too_complex", fmt.Sprintf("The operation costs %d; the maximum is %d. Ask for fewer items (first) or fewer fields.", m.cost, l.MaxCost),
