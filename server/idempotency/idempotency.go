@@ -83,7 +83,8 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			return
 		}
 		deadline := time.Now().Add(m.Wait)
-		for !existing.Done && time.Now().Before(deadline) {
+		// A different body is refused at once: waiting cannot change that.
+		for existing.RequestHash == hash && !existing.Done && time.Now().Before(deadline) {
 			select {
 			case <-r.Context().Done():
 				return
