@@ -172,22 +172,33 @@ func releaseSeat(ctx context.Context, tx bun.Tx, slotID int64, date string) erro
 
 // checkDuplicate refuses a second non-cancelled booking of the same customer
 // (same customer record, email or phone) in one occurrence.
+//
+// It looks up the matching customers first (by id, and by email and phone
+// through their indexes) and then probes the occurrence's bookings for them
+// through bookings_one_per_customer_idx, rather than joining every booking
+// of the occurrence to its customer: the cost stays that of a few index
+// lookups however many bookings the occurrence holds, and it runs while the
+// occurrence row is locked. The bookings of an account's slots always have
+// customers of that account, so matching customers of c's account only is
+// the same test.
 func checkDuplicate(ctx context.Context, tx bun.Tx, slotID int64, date string, c *Customer, exceptBooking int64) error {
 	if c == nil {
 		return nil
 	}
-	q := tx.NewSelect().TableExpr("bookings AS b").Join("LEFT JOIN customers AS c ON c.id = b.customer_id").
-		Where("b.time_slot_id = ? AND b.date = ? AND b.status <> ? AND b.id <> ?", slotID, date, StatusCancelled, exceptBooking).
+	same := tx.NewSelect().TableExpr("customers AS c").Column("c.id").
 		WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
-			q = q.Where("b.customer_id = ?", c.ID)
+			q = q.Where("c.id = ?", c.ID)
 			if c.Email != nil {
-				q = q.WhereOr("c.email = ?", *c.Email)
+				q = q.WhereOr("c.account_id = ? AND c.email = ?", c.AccountID, *c.Email)
 			}
 			if c.Phone != nil {
-				q = q.WhereOr("c.phone = ?", *c.Phone)
+				q = q.WhereOr("c.account_id = ? AND c.phone = ?", c.AccountID, *c.Phone)
 			}
 			return q
 		})
+	q := tx.NewSelect().TableExpr("bookings AS b").
+		Where("b.time_slot_id = ? AND b.date = ? AND b.status <> ? AND b.id <> ?", slotID, date, StatusCancelled, exceptBooking).
+		Where("b.customer_id IN (?)", same)
 	exists, err := q.Exists(ctx)
 	if err != nil {
 		return err
