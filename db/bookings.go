@@ -82,6 +82,7 @@ func (db *DB) CreateBooking(ctx context.Context, accountID int64, in BookingInpu
 		return nil, err
 	}
 	var b *Booking
+	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		slot, err := checkOccurrence(ctx, tx, accountID, in.TimeSlotID, in.Date)
 		if err != nil {
@@ -106,12 +107,16 @@ func (db *DB) CreateBooking(ctx context.Context, accountID int64, in BookingInpu
 		if customer != nil {
 			b.CustomerID = &customer.ID
 		}
-		_, err = tx.NewInsert().Model(b).Exec(ctx)
+		if _, err = tx.NewInsert().Model(b).Exec(ctx); err != nil {
+			return err
+		}
+		ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingCreated, []*Booking{b})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	db.published(ev)
 	return b, nil
 }
 
@@ -261,16 +266,22 @@ func (db *DB) UpdateBooking(ctx context.Context, accountID, id int64, in Booking
 		return nil, Errorf(CodeInvalidFieldFormat, "status", "status must be PENDING, CONFIRMED or CANCELLED")
 	}
 	var b *Booking
+	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var err error
 		if b, err = lockBooking(ctx, tx, db.postgres, accountID, id); err != nil {
 			return err
 		}
-		return applyUpdate(ctx, tx, b, in)
+		if err := applyUpdate(ctx, tx, b, in); err != nil {
+			return err
+		}
+		ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingUpdated, []*Booking{b})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	db.published(ev)
 	return b, nil
 }
 
@@ -368,6 +379,7 @@ func reschedule(ctx context.Context, tx bun.Tx, b *Booking, in BookingUpdate) er
 // CancelBooking cancels a booking with a reason.
 func (db *DB) CancelBooking(ctx context.Context, accountID, id int64, reason string) (*Booking, error) {
 	var b *Booking
+	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var err error
 		if b, err = lockBooking(ctx, tx, db.postgres, accountID, id); err != nil {
@@ -377,17 +389,23 @@ func (db *DB) CancelBooking(ctx context.Context, accountID, id int64, reason str
 			return Errorf(CodeInvalidStatusTransition, "status", "booking %d is already cancelled", id)
 		}
 		cancelled := StatusCancelled
-		return applyUpdate(ctx, tx, b, BookingUpdate{Status: &cancelled, CancelReason: &reason})
+		if err := applyUpdate(ctx, tx, b, BookingUpdate{Status: &cancelled, CancelReason: &reason}); err != nil {
+			return err
+		}
+		ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingUpdated, []*Booking{b})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	db.published(ev)
 	return b, nil
 }
 
 // DeleteBooking deletes a booking and gives back its seat.
 func (db *DB) DeleteBooking(ctx context.Context, accountID, id int64) error {
-	return db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	var ev *BookingEvent
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		b, err := lockBooking(ctx, tx, db.postgres, accountID, id)
 		if err != nil {
 			return err
@@ -397,9 +415,17 @@ func (db *DB) DeleteBooking(ctx context.Context, accountID, id int64) error {
 				return err
 			}
 		}
+		// The event is written first: its payload reads the customer.
+		if ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingDeleted, []*Booking{b}); err != nil {
+			return err
+		}
 		_, err = tx.NewDelete().Model(b).WherePK().Exec(ctx)
 		return err
 	})
+	if err == nil {
+		db.published(ev)
+	}
+	return err
 }
 
 func (f BookingFilter) apply(q *bun.SelectQuery, accountID int64) *bun.SelectQuery {

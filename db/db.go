@@ -34,6 +34,9 @@ type DB struct {
 	postgres bool
 	// Description says which database is in use, without secrets.
 	Description string
+	// OnEvent, when set, receives booking events committed on SQLite (see
+	// ListenEvents for Postgres).
+	OnEvent func(*BookingEvent)
 }
 
 // IsPostgres reports whether the database is Postgres (else SQLite).

@@ -20,6 +20,7 @@ const (
 	CodeInvalidStatusTransition = "invalid_status_transition"
 	CodeAPIKeyNotFound          = "api_key_not_found"
 	CodeAccountNotFound         = "account_not_found"
+	CodeWebhookNotFound         = "webhook_not_found"
 )
 
 // Error is a domain error: a stable machine-readable code, a message that says
@@ -51,7 +52,7 @@ func ErrorCode(err error) string {
 func statusFor(code string) int {
 	switch code {
 	case CodeResourceNotFound, CodeServiceNotFound, CodeBookingNotFound,
-		CodeTimeSlotNotFound, CodeAPIKeyNotFound, CodeAccountNotFound:
+		CodeTimeSlotNotFound, CodeAPIKeyNotFound, CodeAccountNotFound, CodeWebhookNotFound:
 		return http.StatusNotFound
 	case CodeTimeSlotFull, CodeDuplicateBooking:
 		return http.StatusConflict

@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -14,6 +15,9 @@ import (
 // keyChannel is the Postgres channel on which changed API keys (revoked,
 // rolled) are announced by hash, so every instance evicts them from its cache.
 const keyChannel = "reservekit_api_keys"
+
+// eventChannel carries the ids of committed booking events.
+const eventChannel = "reservekit_booking_events"
 
 // notifyKeyChanged announces a key change when tx commits (Postgres only;
 // SQLite deployments are a single instance).
@@ -36,7 +40,7 @@ func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), 
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := db.listen(ctx, onChange, onReset)
+		err := db.listen(ctx, keyChannel, onChange, onReset)
 		if ctx.Err() != nil {
 			return
 		}
@@ -53,7 +57,7 @@ func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), 
 // listen runs LISTEN and then calls onListening: changes made before that
 // (at start, or while disconnected) were not heard, so whatever was cached
 // then must go.
-func (db *DB) listen(ctx context.Context, onChange func(hash string), onListening func()) error {
+func (db *DB) listen(ctx context.Context, channel string, onChange func(payload string), onListening func()) error {
 	conn, err := db.DB.DB.Conn(ctx)
 	if err != nil {
 		return err
@@ -65,7 +69,7 @@ func (db *DB) listen(ctx context.Context, onChange func(hash string), onListenin
 			return errors.New("not a pgx connection")
 		}
 		pg := c.Conn()
-		if _, err := pg.Exec(ctx, "LISTEN "+keyChannel); err != nil {
+		if _, err := pg.Exec(ctx, "LISTEN "+channel); err != nil {
 			return err
 		}
 		onListening()
@@ -79,4 +83,41 @@ func (db *DB) listen(ctx context.Context, onChange func(hash string), onListenin
 			onChange(n.Payload)
 		}
 	})
+}
+
+// ListenEvents calls onEvent with every booking event committed by any
+// instance, until ctx ends (Postgres; on SQLite events reach OnEvent in
+// process and this returns at once). Events committed while the listener
+// was disconnected are not replayed: subscriptions are live, webhooks read
+// the outbox.
+func (db *DB) ListenEvents(ctx context.Context, onEvent func(*BookingEvent), logErr func(error)) {
+	if !db.postgres {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := db.listen(ctx, eventChannel, func(payload string) {
+			id, err := strconv.ParseInt(payload, 10, 64)
+			if err != nil {
+				logErr(fmt.Errorf("booking event notification %q: %w", payload, err))
+				return
+			}
+			ev, err := db.BookingEventByID(ctx, id)
+			if err != nil {
+				logErr(fmt.Errorf("load booking event %d: %w", id, err))
+				return
+			}
+			onEvent(ev)
+		}, func() {})
+		if ctx.Err() != nil {
+			return
+		}
+		logErr(fmt.Errorf("listen for booking events: %w", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }

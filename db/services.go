@@ -159,16 +159,28 @@ func (db *DB) UpdateService(ctx context.Context, accountID, id int64, in Service
 	return s, err
 }
 
-// DeleteService deletes a service with its slots and bookings.
+// DeleteService deletes a service with its slots and bookings (one
+// bookings.delete event for them).
 func (db *DB) DeleteService(ctx context.Context, accountID, id int64) error {
-	res, err := db.NewDelete().Model((*Service)(nil)).Where("account_id = ? AND id = ?", accountID, id).Exec(ctx)
-	if err != nil {
+	var ev *BookingEvent
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		s, err := lockService(ctx, tx, db.postgres, accountID, id)
+		if err != nil {
+			if ErrorCode(err) == CodeServiceNotFound {
+				return Errorf(CodeServiceNotFound, "id", "service %d not found", id)
+			}
+			return err
+		}
+		if ev, err = db.recordCascade(ctx, tx, accountID, id, ""); err != nil {
+			return err
+		}
+		_, err = tx.NewDelete().Model(s).WherePK().Exec(ctx)
 		return err
+	})
+	if err == nil {
+		db.published(ev)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Errorf(CodeServiceNotFound, "id", "service %d not found", id)
-	}
-	return nil
+	return err
 }
 
 // lockService reads a service inside tx and, on Postgres, locks its row so

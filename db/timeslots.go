@@ -193,16 +193,44 @@ func (db *DB) TimeSlotsByServices(ctx context.Context, accountID int64, serviceI
 	return out, err
 }
 
-// DeleteTimeSlot deletes a slot with its bookings.
+// DeleteTimeSlot deletes a slot with its bookings (one bookings.delete
+// event for them).
 func (db *DB) DeleteTimeSlot(ctx context.Context, accountID, id int64) error {
-	res, err := db.NewDelete().Model((*TimeSlot)(nil)).Where("account_id = ? AND id = ?", accountID, id).Exec(ctx)
-	if err != nil {
+	var ev *BookingEvent
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		slot := new(TimeSlot)
+		err := tx.NewSelect().Model(slot).Where("account_id = ? AND id = ?", accountID, id).Scan(ctx)
+		if isNoRows(err) {
+			return Errorf(CodeTimeSlotNotFound, "id", "time slot %d not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		if ev, err = db.recordCascade(ctx, tx, accountID, slot.ServiceID, "time_slot_id = ?", id); err != nil {
+			return err
+		}
+		_, err = tx.NewDelete().Model(slot).WherePK().Exec(ctx)
 		return err
+	})
+	if err == nil {
+		db.published(ev)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Errorf(CodeTimeSlotNotFound, "id", "time slot %d not found", id)
+	return err
+}
+
+// recordCascade writes one bookings.delete event for the bookings of a
+// service (matching where, if given) that are about to go with their slots
+// or service; none, no event.
+func (db *DB) recordCascade(ctx context.Context, tx bun.Tx, accountID, serviceID int64, where string, args ...any) (*BookingEvent, error) {
+	var bs []*Booking
+	q := tx.NewSelect().Model(&bs).Where("account_id = ? AND service_id = ?", accountID, serviceID).OrderExpr("id ASC")
+	if where != "" {
+		q = q.Where(where, args...)
 	}
-	return nil
+	if err := q.Scan(ctx); err != nil || len(bs) == 0 {
+		return nil, err
+	}
+	return db.recordEvent(ctx, tx, accountID, serviceID, EventBookingDeleted, bs)
 }
 
 // DeleteTimeSlots deletes every slot of a service on one weekday and returns
@@ -212,8 +240,15 @@ func (db *DB) DeleteTimeSlots(ctx context.Context, accountID, serviceID int64, d
 		return 0, Errorf(CodeInvalidFieldFormat, "dayOfWeek", "dayOfWeek must be between 0 (Sunday) and 6 (Saturday)")
 	}
 	var n int64
+	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := lockService(ctx, tx, db.postgres, accountID, serviceID); err != nil {
+			return err
+		}
+		var err error
+		ev, err = db.recordCascade(ctx, tx, accountID, serviceID,
+			"time_slot_id IN (SELECT id FROM time_slots WHERE service_id = ? AND day_of_week = ?)", serviceID, dayOfWeek)
+		if err != nil {
 			return err
 		}
 		res, err := tx.NewDelete().Model((*TimeSlot)(nil)).
@@ -224,5 +259,8 @@ func (db *DB) DeleteTimeSlots(ctx context.Context, accountID, serviceID int64, d
 		n, _ = res.RowsAffected()
 		return nil
 	})
+	if err == nil {
+		db.published(ev)
+	}
 	return int(n), err
 }
