@@ -159,12 +159,14 @@ func (db *DB) AbandonDelivery(ctx context.Context, d *Delivery) error {
 	return err
 }
 
-// NewDelivery queues a delivery of an existing event to one webhook now
-// (testWebhook), regardless of the webhook's filters.
-func (db *DB) NewDelivery(ctx context.Context, w *Webhook, ev *BookingEvent) (*Delivery, error) {
+// NewLeasedDelivery creates a delivery of an event to one webhook,
+// regardless of the webhook's filters, already leased for lease so that the
+// caller makes its first attempt (testWebhook) and no dispatcher does.
+func (db *DB) NewLeasedDelivery(ctx context.Context, w *Webhook, ev *BookingEvent, lease time.Duration) (*Delivery, error) {
 	t := now()
+	until := t.Add(lease)
 	d := &Delivery{AccountID: w.AccountID, WebhookID: w.ID, EventID: ev.ID, EventType: ev.EventType,
-		Status: DeliveryPending, NextAttemptAt: &t, CreatedAt: t}
+		Status: DeliveryPending, NextAttemptAt: &t, LeasedUntil: &until, CreatedAt: t}
 	_, err := db.NewInsert().Model(d).Exec(ctx)
 	return d, err
 }

@@ -159,3 +159,27 @@ func (db *DB) BookingEventByID(ctx context.Context, id int64) (*BookingEvent, er
 	}
 	return ev, err
 }
+
+// SampleEvent stores a bookings.create event with a made-up booking for
+// testWebhook. It has no deliveries of its own and reaches no subscriber.
+func (db *DB) SampleEvent(ctx context.Context, w *Webhook) (*BookingEvent, error) {
+	t := now()
+	serviceID := int64(0)
+	if w.ServiceID != nil {
+		serviceID = *w.ServiceID
+	}
+	name, email := "Test Customer", "test@example.com"
+	message := "Sample booking sent by testWebhook"
+	p := EventPayload{EventType: EventBookingCreated, Timestamp: wireTime(t), Bookings: []WireBooking{{
+		ID: "0", ServiceID: id(serviceID), TimeSlotID: "0", Date: t.Format(DateLayout), Status: StatusPending,
+		Message: &message, Customer: &WireCustomer{ID: "0", Name: &name, Email: &email},
+		CreatedAt: wireTime(t), UpdatedAt: wireTime(t),
+	}}}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	ev := &BookingEvent{AccountID: w.AccountID, ServiceID: serviceID, EventType: EventBookingCreated, Payload: string(body), CreatedAt: t}
+	_, err = db.NewInsert().Model(ev).Exec(ctx)
+	return ev, err
+}

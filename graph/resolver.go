@@ -11,6 +11,7 @@ import (
 	"github.com/reservekit/reservekit/graph/model"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/caller"
+	"github.com/reservekit/reservekit/server/secretbox"
 )
 
 // Resolver is the root resolver; it holds the dependencies resolvers share.
@@ -19,6 +20,20 @@ type Resolver struct {
 	// Keys issues, rolls and revokes keys; it owns the key format and the
 	// verification cache that revocations must reach.
 	Keys *auth.Verifier
+	// Secrets seals webhook signing secrets for storage.
+	Secrets *secretbox.Box
+	// Webhooks checks webhook URLs and sends test deliveries.
+	Webhooks WebhookSender
+}
+
+// WebhookSender is what the webhook resolvers need from the dispatcher.
+type WebhookSender interface {
+	// CheckURL refuses a URL whose host is not allowed (private, loopback,
+	// link-local or metadata addresses unless allowed), as a *db.Error.
+	CheckURL(ctx context.Context, rawURL string) error
+	// DeliverNow makes one attempt of a delivery that the caller has
+	// leased, and records it.
+	DeliverNow(ctx context.Context, d *db.Delivery) error
 }
 
 // account is the tenant of the request; the auth middleware guarantees a

@@ -1,7 +1,7 @@
 // Package metrics exposes the server's Prometheus metrics: requests by
 // operation and status, latency, refusals by the rate limit and the monthly
-// quota, database pool statistics, dropped API log entries and Redis
-// fallbacks.
+// quota, database pool statistics, dropped API log entries, Redis
+// fallbacks, webhook attempts and queue depth, and open subscriptions.
 package metrics
 
 import (
@@ -25,6 +25,7 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	refused  *prometheus.CounterVec
+	webhooks *prometheus.CounterVec
 }
 
 // Sources are the values read at scrape time; nil funcs are left out.
@@ -33,6 +34,10 @@ type Sources struct {
 	DroppedLogs    func() int64
 	RedisFallbacks func() int64
 	ActiveRequests func() int64
+	// WebhookQueue is the number of deliveries waiting (read at scrape time).
+	WebhookQueue func() int64
+	// Subscriptions is the number of open GraphQL subscriptions.
+	Subscriptions func() int64
 }
 
 // New registers the collectors.
@@ -49,8 +54,11 @@ func New(src Sources) *Metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reservekit_refused_total", Help: "Requests refused by limits, by error code (rate_limit_exceeded, api_limit_exceeded, query_too_complex, …).",
 		}, []string{"code"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reservekit_webhook_attempts_total", Help: "Webhook delivery attempts by result (delivered, retry, failed).",
+		}, []string{"result"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.refused,
+	m.registry.MustRegister(m.requests, m.latency, m.refused, m.webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.DB != nil {
 		m.registry.MustRegister(collectors.NewDBStatsCollector(src.DB, "reservekit"))
@@ -63,7 +71,23 @@ func New(src Sources) *Metrics {
 	}
 	counter("reservekit_api_log_dropped_total", "API log entries dropped because the buffer was full.", src.DroppedLogs)
 	counter("reservekit_ratelimit_redis_fallbacks_total", "Rate-limit counter calls served locally because Redis failed.", src.RedisFallbacks)
+	gauge := func(name, help string, f func() int64) {
+		if f != nil {
+			m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+				func() float64 { return float64(f()) }))
+		}
+	}
+	gauge("reservekit_webhook_queue_depth", "Webhook deliveries pending (due or waiting for a retry).", src.WebhookQueue)
+	gauge("reservekit_subscriptions", "Open GraphQL subscriptions on this instance.", src.Subscriptions)
 	return m
+}
+
+// WebhookAttempt counts one delivery attempt: result is delivered, retry
+// (failed, will be retried) or failed (failed for good). Safe on nil.
+func (m *Metrics) WebhookAttempt(result string) {
+	if m != nil {
+		m.webhooks.WithLabelValues(result).Inc()
+	}
 }
 
 // refusals are the error codes counted as refused requests.
