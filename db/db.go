@@ -32,6 +32,13 @@ const DefaultURL = "sqlite:reservekit.db"
 type DB struct {
 	*bun.DB
 	postgres bool
+	// listenURL opens the dedicated LISTEN connections (Postgres), which
+	// stay outside the pool so listeners can never starve queries.
+	listenURL string
+	// channelSuffix keeps notification channels apart per schema: channels
+	// are database-wide, and several deployments (or tests) may share one
+	// database in separate schemas.
+	channelSuffix string
 	// Description says which database is in use, without secrets.
 	Description string
 	// OnEvent, when set, receives booking events committed on SQLite (see
@@ -58,7 +65,7 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 		sqldb.SetMaxOpenConns(20)
 		sqldb.SetMaxIdleConns(20)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{DB: bun.NewDB(sqldb, pgdialect.New()), postgres: true, Description: "postgres " + redact(rawURL)}
+		db = &DB{DB: bun.NewDB(sqldb, pgdialect.New()), postgres: true, listenURL: rawURL, Description: "postgres " + redact(rawURL)}
 	case strings.HasPrefix(rawURL, "sqlite:"), strings.HasPrefix(rawURL, "file:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(rawURL, "sqlite:"), "file:")
 		path, _, _ = strings.Cut(path, "?")
@@ -91,6 +98,16 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 	if err := db.PingContext(pingCtx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s: %w", db.Description, err)
+	}
+	if db.postgres {
+		var schema string
+		if err := db.QueryRowContext(pingCtx, "SELECT current_schema()").Scan(&schema); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("read current schema of %s: %w", db.Description, err)
+		}
+		if schema != "public" {
+			db.channelSuffix = "_" + schema
+		}
 	}
 	return db, nil
 }

@@ -130,7 +130,7 @@ func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID i
 		return nil, err
 	}
 	if db.postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", eventChannel, id(ev.ID)); err != nil {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", db.channel(eventChannel), id(ev.ID)); err != nil {
 			return nil, err
 		}
 	}

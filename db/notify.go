@@ -2,13 +2,11 @@ package db
 
 import (
 	"context"
-	"database/sql/driver"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 )
 
@@ -25,9 +23,12 @@ func (db *DB) notifyKeyChanged(ctx context.Context, tx bun.Tx, hash string) erro
 	if !db.postgres {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", keyChannel, hash)
+	_, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", db.channel(keyChannel), hash)
 	return err
 }
+
+// channel is the name of a notification channel in this database's schema.
+func (db *DB) channel(name string) string { return name + db.channelSuffix }
 
 // ListenKeyChanges calls onChange with the hash of every key changed by any
 // instance, until ctx ends. onReset is called each time the listener
@@ -54,35 +55,26 @@ func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), 
 	}
 }
 
-// listen runs LISTEN and then calls onListening: changes made before that
+// listen runs LISTEN on a connection of its own and then calls onListening: changes made before that
 // (at start, or while disconnected) were not heard, so whatever was cached
 // then must go.
 func (db *DB) listen(ctx context.Context, channel string, onChange func(payload string), onListening func()) error {
-	conn, err := db.DB.DB.Conn(ctx)
+	conn, err := pgx.Connect(ctx, db.listenURL)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
-		c, ok := driverConn.(*stdlib.Conn)
-		if !ok {
-			return errors.New("not a pgx connection")
-		}
-		pg := c.Conn()
-		if _, err := pg.Exec(ctx, "LISTEN "+channel); err != nil {
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel(channel)}.Sanitize()); err != nil {
+		return err
+	}
+	onListening()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		onListening()
-		for {
-			n, err := pg.WaitForNotification(ctx)
-			if err != nil {
-				// ErrBadConn makes database/sql discard the connection, which
-				// is still listening, instead of putting it back in the pool.
-				return errors.Join(err, driver.ErrBadConn)
-			}
-			onChange(n.Payload)
-		}
-	})
+		onChange(n.Payload)
+	}
 }
 
 // ListenEvents calls onEvent with every booking event committed by any
