@@ -31,6 +31,43 @@ type Delivery struct {
 	LeasedUntil   *time.Time
 	CreatedAt     time.Time
 	DeliveredAt   *time.Time
+
+	// Loaded by LoadDeliveryDetails for listing, not stored here.
+	AttemptList []*Attempt `bun:"-"`
+	Payload     *string    `bun:"-"`
+}
+
+// LoadDeliveryDetails fills the attempts and payloads of deliveries with
+// two statements, whatever their number.
+func (db *DB) LoadDeliveryDetails(ctx context.Context, ds []*Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(ds))
+	eventIDs := make([]int64, len(ds))
+	for i, d := range ds {
+		ids[i], eventIDs[i] = d.ID, d.EventID
+	}
+	attempts, err := db.AttemptsOf(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var evs []*BookingEvent
+	if err := db.NewSelect().Model(&evs).Column("id", "payload").Where("id IN (?)", bun.In(eventIDs)).Scan(ctx); err != nil {
+		return err
+	}
+	payloads := map[int64]*string{}
+	for _, ev := range evs {
+		payloads[ev.ID] = &ev.Payload
+	}
+	for _, d := range ds {
+		d.AttemptList = attempts[d.ID]
+		if d.AttemptList == nil {
+			d.AttemptList = []*Attempt{}
+		}
+		d.Payload = payloads[d.EventID]
+	}
+	return nil
 }
 
 // Attempt is one POST of a delivery.

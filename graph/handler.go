@@ -35,6 +35,8 @@ type Options struct {
 	Limits Limits
 	// NoIntrospection turns off introspection and "Did you mean …" suggestions.
 	NoIntrospection bool
+	// Subscriptions, when set, serves subscriptions over WebSocket and SSE.
+	Subscriptions *Subscriptions
 }
 
 // NewHandler serves GraphQL over HTTP (POST with JSON, GET for queries, POST
@@ -52,6 +54,12 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 		limits.MaxAliases = DefaultLimits.MaxAliases
 	}
 	srv := handler.New(NewExecutableSchema(Config{Resolvers: r, Directives: r.directives()}))
+	if opts.Subscriptions != nil {
+		// Before POST, which would take an SSE request (POST with JSON).
+		ws, sse := opts.Subscriptions.transports(r)
+		srv.AddTransport(ws)
+		srv.AddTransport(sse)
+	}
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
@@ -66,13 +74,17 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(limitsExtension{limits})
 	srv.AroundResponses(addCostExtension)
+	srv.AroundOperations(subscriptionLoaders(r.DB))
 	srv.SetErrorPresenter(present)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
 	})
 	serve := func(w http.ResponseWriter, req *http.Request) {
-		ctx := WithLoaders(req.Context(), r.DB, caller.From(req.Context()).AccountID())
+		ctx := req.Context()
+		if c := caller.From(ctx); c != nil { // WebSocket connections get theirs on connection_init
+			ctx = WithLoaders(ctx, r.DB, c.AccountID())
+		}
 		srv.ServeHTTP(w, req.WithContext(withCostHolder(ctx)))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -89,7 +101,14 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 			if !checkParams(w, body) {
 				return
 			}
+			if opts.Subscriptions != nil && strings.Contains(req.Header.Get("Accept"), "text/event-stream") {
+				keepStreaming(w)
+			}
 		case http.MethodGet:
+			if opts.Subscriptions != nil && isWebSocket(req) {
+				serveWebSocket(w, req, serve)
+				return
+			}
 			if !checkGet(w, req) {
 				return
 			}

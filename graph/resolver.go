@@ -11,6 +11,7 @@ import (
 	"github.com/reservekit/reservekit/graph/model"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/caller"
+	"github.com/reservekit/reservekit/server/events"
 	"github.com/reservekit/reservekit/server/secretbox"
 )
 
@@ -24,6 +25,8 @@ type Resolver struct {
 	Secrets *secretbox.Box
 	// Webhooks checks webhook URLs and sends test deliveries.
 	Webhooks WebhookSender
+	// Events feeds the bookingEvents subscriptions.
+	Events *events.Broker
 }
 
 // WebhookSender is what the webhook resolvers need from the dispatcher.
@@ -43,7 +46,7 @@ func account(ctx context.Context) int64 { return caller.From(ctx).AccountID() }
 // nullIfNotFound turns "not found" of a nullable lookup into null.
 func nullIfNotFound[T any](v *T, err error) (*T, error) {
 	switch db.ErrorCode(err) {
-	case db.CodeServiceNotFound, db.CodeBookingNotFound, db.CodeTimeSlotNotFound:
+	case db.CodeServiceNotFound, db.CodeBookingNotFound, db.CodeTimeSlotNotFound, db.CodeWebhookNotFound:
 		return nil, nil
 	}
 	return v, err

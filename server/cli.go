@@ -22,6 +22,7 @@ import (
 	"github.com/reservekit/reservekit/server/app"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/ratelimit"
+	"github.com/reservekit/reservekit/server/secretbox"
 )
 
 const usage = `ReserveKit: a self-hostable scheduling API served as GraphQL.
@@ -223,6 +224,20 @@ func (c *cli) serve(args []string) error {
 		}
 		cfg.ShutdownTimeout = d
 	}
+	keyFile := c.getenv("WEBHOOK_SECRET_KEY_FILE")
+	if keyFile == "" {
+		keyFile = "reservekit-webhook.key"
+	}
+	box, source, err := secretbox.Load(c.getenv("WEBHOOK_SECRET_KEY"), keyFile)
+	if err != nil {
+		return fmt.Errorf("WEBHOOK_SECRET_KEY: %w", err)
+	}
+	cfg.Secrets = box
+	c.log.Info("webhook signing secrets sealed", "key", source)
+	if database.IsPostgres() && c.getenv("WEBHOOK_SECRET_KEY") == "" {
+		c.log.Warn("WEBHOOK_SECRET_KEY is not set: every instance sharing this database needs the same key to sign webhooks")
+	}
+	cfg.WebhookAllowPrivate = c.getenv("WEBHOOK_ALLOW_PRIVATE") == "1"
 	metricsAddr := c.getenv("METRICS_ADDR")
 	cfg.MetricsElsewhere = metricsAddr != ""
 	a := app.New(database, cfg)

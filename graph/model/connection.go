@@ -71,4 +71,9 @@ type (
 
 	APILogConnection = Connection[*db.APILog]
 	APILogEdge       = Edge[*db.APILog]
+
+	WebhookConnection         = Connection[*db.Webhook]
+	WebhookEdge               = Edge[*db.Webhook]
+	WebhookDeliveryConnection = Connection[*db.Delivery]
+	WebhookDeliveryEdge       = Edge[*db.Delivery]
 )

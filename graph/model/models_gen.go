@@ -12,6 +12,14 @@ import (
 	"github.com/reservekit/reservekit/db"
 )
 
+// A booking change, as it happened.
+type BookingEvent struct {
+	Type BookingEventType `json:"type"`
+	// The booking as of the event (for DELETED, as it was).
+	Booking    *db.Booking `json:"booking"`
+	OccurredAt time.Time   `json:"occurredAt"`
+}
+
 type CreateAPIKeyInput struct {
 	// A label for the key (default: "API key").
 	Name *string `json:"name,omitempty"`
@@ -54,6 +62,15 @@ type CreateServiceInput struct {
 	TimeSlots []*TimeSlotInput `json:"timeSlots,omitempty"`
 }
 
+type CreateWebhookInput struct {
+	// http or https. Private, loopback and link-local addresses are refused unless WEBHOOK_ALLOW_PRIVATE=1.
+	URL       string `json:"url"`
+	ServiceID *int64 `json:"serviceId,omitempty"`
+	// One or more of bookings.create, bookings.update, bookings.delete.
+	Events      []string `json:"events"`
+	Description *string  `json:"description,omitempty"`
+}
+
 type CustomerInput struct {
 	Name  *string `json:"name,omitempty"`
 	Email *string `json:"email,omitempty"`
@@ -84,6 +101,9 @@ type RateLimit struct {
 	MonthlyResetAt time.Time `json:"monthlyResetAt"`
 }
 
+type Subscription struct {
+}
+
 // A slot to create (no id) or to update (with the id of a slot of the service).
 type TimeSlotInput struct {
 	ID *int64 `json:"id,omitempty"`
@@ -110,6 +130,14 @@ type UpdateServiceInput struct {
 	Timezone    *string `json:"timezone,omitempty"`
 }
 
+type UpdateWebhookInput struct {
+	URL    *string  `json:"url,omitempty"`
+	Events []string `json:"events,omitempty"`
+	// true re-enables a disabled webhook and clears its failure count.
+	Active      *bool   `json:"active,omitempty"`
+	Description *string `json:"description,omitempty"`
+}
+
 // Requests of one hour or day.
 type UsageBucket struct {
 	Start    time.Time `json:"start"`
@@ -126,6 +154,70 @@ type Viewer struct {
 	Account *db.Account `json:"account"`
 	// The API key used for this request.
 	APIKey *db.APIKey `json:"apiKey"`
+}
+
+// A webhook with its signing secret, which is shown only here.
+type WebhookWithSecret struct {
+	Webhook *db.Webhook `json:"webhook"`
+	// whsec_…: verify ReserveKit-Signature with it. Store it now; it is never shown again.
+	Secret string `json:"secret"`
+}
+
+type BookingEventType string
+
+const (
+	BookingEventTypeCreated BookingEventType = "CREATED"
+	BookingEventTypeUpdated BookingEventType = "UPDATED"
+	BookingEventTypeDeleted BookingEventType = "DELETED"
+)
+
+var AllBookingEventType = []BookingEventType{
+	BookingEventTypeCreated,
+	BookingEventTypeUpdated,
+	BookingEventTypeDeleted,
+}
+
+func (e BookingEventType) IsValid() bool {
+	switch e {
+	case BookingEventTypeCreated, BookingEventTypeUpdated, BookingEventTypeDeleted:
+		return true
+	}
+	return false
+}
+
+func (e BookingEventType) String() string {
+	return string(e)
+}
+
+func (e *BookingEventType) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BookingEventType(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BookingEventType", str)
+	}
+	return nil
+}
+
+func (e BookingEventType) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BookingEventType) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BookingEventType) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type UsageGranularity string
@@ -178,6 +270,63 @@ func (e *UsageGranularity) UnmarshalJSON(b []byte) error {
 }
 
 func (e UsageGranularity) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type WebhookDeliveryStatus string
+
+const (
+	WebhookDeliveryStatusPending   WebhookDeliveryStatus = "PENDING"
+	WebhookDeliveryStatusDelivered WebhookDeliveryStatus = "DELIVERED"
+	WebhookDeliveryStatusFailed    WebhookDeliveryStatus = "FAILED"
+)
+
+var AllWebhookDeliveryStatus = []WebhookDeliveryStatus{
+	WebhookDeliveryStatusPending,
+	WebhookDeliveryStatusDelivered,
+	WebhookDeliveryStatusFailed,
+}
+
+func (e WebhookDeliveryStatus) IsValid() bool {
+	switch e {
+	case WebhookDeliveryStatusPending, WebhookDeliveryStatusDelivered, WebhookDeliveryStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e WebhookDeliveryStatus) String() string {
+	return string(e)
+}
+
+func (e *WebhookDeliveryStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WebhookDeliveryStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WebhookDeliveryStatus", str)
+	}
+	return nil
+}
+
+func (e WebhookDeliveryStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WebhookDeliveryStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WebhookDeliveryStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -23,8 +24,11 @@ import (
 	"github.com/reservekit/reservekit/graph"
 	"github.com/reservekit/reservekit/server/apilog"
 	"github.com/reservekit/reservekit/server/auth"
+	"github.com/reservekit/reservekit/server/events"
 	"github.com/reservekit/reservekit/server/metrics"
 	"github.com/reservekit/reservekit/server/ratelimit"
+	"github.com/reservekit/reservekit/server/secretbox"
+	"github.com/reservekit/reservekit/server/webhooks"
 )
 
 // Config is everything the server needs besides its database.
@@ -73,6 +77,15 @@ type Config struct {
 	// RedisFallbacks reports how often rate-limit counters fell back from
 	// Redis, for the metrics (nil without Redis).
 	RedisFallbacks func() int64
+	// Secrets seals webhook signing secrets (WEBHOOK_SECRET_KEY); nil means
+	// a random key for this process only (tests).
+	Secrets *secretbox.Box
+	// WebhookAllowPrivate lets webhooks reach private, loopback and
+	// link-local addresses (WEBHOOK_ALLOW_PRIVATE=1: development, tests).
+	WebhookAllowPrivate bool
+	// WebhookRetry overrides the delays between delivery attempts (tests);
+	// nil keeps the default schedule.
+	WebhookRetry []time.Duration
 }
 
 func (c *Config) defaults() {
@@ -106,6 +119,11 @@ func (c *Config) defaults() {
 	if c.LogRetention == 0 {
 		c.LogRetention = 30 * 24 * time.Hour
 	}
+	if c.Secrets == nil {
+		key := make([]byte, secretbox.KeySize)
+		_, _ = rand.Read(key)
+		c.Secrets, _ = secretbox.New(key)
+	}
 }
 
 // App is a running ReserveKit server.
@@ -116,6 +134,11 @@ type App struct {
 	Quotas   *ratelimit.Quotas
 	Logs     *apilog.Writer
 	Metrics  *metrics.Metrics
+	// Events fans booking events out to this instance's subscriptions.
+	Events *events.Broker
+	// Webhooks delivers the outbox's webhook deliveries.
+	Webhooks *webhooks.Dispatcher
+	subs     *graph.Subscriptions // set by routes for graphQL
 	handler  http.Handler
 	draining atomic.Bool // set when shutdown starts: /readyz answers 503
 	stop     context.CancelFunc
@@ -133,7 +156,15 @@ func New(database *db.DB, cfg Config) *App {
 	}
 	a.Quotas = ratelimit.NewQuotas(cfg.Usage)
 	a.Logs = apilog.New(database, cfg.LogBuffer, cfg.LogFlush, cfg.Log)
-	a.Metrics = metrics.New(metrics.Sources{DB: database.DB.DB, DroppedLogs: a.Logs.Dropped, RedisFallbacks: cfg.RedisFallbacks})
+	a.Events = events.New(0)
+	a.Metrics = metrics.New(metrics.Sources{
+		DB: database.DB.DB, DroppedLogs: a.Logs.Dropped, RedisFallbacks: cfg.RedisFallbacks,
+		Subscriptions: a.Events.Open, WebhookQueue: a.webhookQueue,
+	})
+	a.Webhooks = webhooks.New(webhooks.Config{
+		DB: database, Secrets: cfg.Secrets, Policy: webhooks.Policy{AllowPrivate: cfg.WebhookAllowPrivate},
+		Log: cfg.Log, Metrics: a.Metrics, Retry: cfg.WebhookRetry,
+	})
 	a.handler = a.routes()
 	ctx, stop := context.WithCancel(context.Background())
 	a.stop = stop
@@ -149,6 +180,20 @@ func New(database *db.DB, cfg Config) *App {
 	jobs.Go(func() { a.Logs.Run(ctx) })
 	jobs.Go(func() { apilog.RunPruner(ctx, database, cfg.LogRetention, time.Hour, cfg.Log) })
 	jobs.Go(func() { a.pruneIdempotencyKeys(ctx, time.Hour) })
+	// Every committed booking event, from this instance (SQLite) or any
+	// instance (Postgres), passes here once.
+	onEvent := func(ev *db.BookingEvent) {
+		a.Events.Publish(ev)
+		a.Webhooks.Wake()
+	}
+	database.OnEvent = onEvent
+	jobs.Go(func() {
+		database.ListenEvents(ctx, onEvent, func(err error) {
+			cfg.Log.Warn("booking event notifications interrupted; reconnecting", "err", err)
+		})
+	})
+	// Run returns once in-flight attempts are recorded.
+	jobs.Go(func() { a.Webhooks.Run(ctx) })
 	jobs.Go(func() {
 		a.Verifier.ListenForChanges(ctx, func(err error) {
 			cfg.Log.Warn("key change notifications interrupted; cache purged on reconnect", "err", err)
@@ -159,6 +204,17 @@ func New(database *db.DB, cfg Config) *App {
 		close(a.done)
 	}()
 	return a
+}
+
+// webhookQueue is the number of pending webhook deliveries, for /metrics.
+func (a *App) webhookQueue() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	n, err := a.DB.PendingDeliveries(ctx)
+	if err != nil {
+		return -1
+	}
+	return int64(n)
 }
 
 // Handler is the HTTP entry point.
@@ -175,6 +231,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.cfg.Log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(a.Events.Shutdown) // streams would hold shutdown up
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -202,8 +259,8 @@ func (a *App) Close() {
 
 // graphQL builds the GraphQL handler with its dependencies.
 func (a *App) graphQL() http.Handler {
-	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier}, a.cfg.Log,
-		graph.Options{Limits: a.cfg.GraphQL, NoIntrospection: a.cfg.NoIntrospection})
+	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier, Events: a.Events, Secrets: a.cfg.Secrets, Webhooks: a.Webhooks}, a.cfg.Log,
+		graph.Options{Limits: a.cfg.GraphQL, NoIntrospection: a.cfg.NoIntrospection, Subscriptions: a.subs})
 }
 
 func (a *App) pruneIdempotencyKeys(ctx context.Context, every time.Duration) {

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/reservekit/reservekit/graph"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/idempotency"
 	"github.com/reservekit/reservekit/server/ratelimit"
@@ -45,9 +46,19 @@ func (a *App) routes() http.Handler {
 	// those the rate limit and the monthly quota refuse.
 	limiter := ratelimit.New(a.cfg.RateCounters)
 	idem := idempotency.New(a.DB, a.cfg.Log)
+	// WebSocket connections authenticate in connection_init (browsers send
+	// no Authorization header with the upgrade), then pass the same limits.
+	a.subs = a.subscriptions(authn, a.Logs.Middleware(a.cfg.TrustedProxies)(limiter.Handler(a.Quotas.Handler(admit))))
+	graphQL := a.graphQL()
 	gql := authn.Handler(a.Logs.Middleware(a.cfg.TrustedProxies)(a.Metrics.Middleware(
-		limiter.Handler(a.Quotas.Handler(idem.Handler(a.graphQL()))))))
-	r.Handle("/graphql", gql)
+		limiter.Handler(a.Quotas.Handler(idem.Handler(watchStreams(authn)(graphQL)))))))
+	r.Handle("/graphql", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if graph.IsWebSocket(r) {
+			graphQL.ServeHTTP(w, r)
+			return
+		}
+		gql.ServeHTTP(w, r)
+	}))
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		respond.Error(w, http.StatusNotFound, "resource_not_found", "Not found: the API is at /graphql", nil)
 	})

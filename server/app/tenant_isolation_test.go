@@ -14,6 +14,7 @@ import (
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/db/dbtest"
+	"github.com/reservekit/reservekit/server/app"
 	"github.com/reservekit/reservekit/server/app/apptest"
 )
 
@@ -23,10 +24,10 @@ import (
 // the test.
 
 // isoIDs are the record ids a case's operation is built from.
-type isoIDs struct{ Service, Slot, Booking, Key string }
+type isoIDs struct{ Service, Slot, Booking, Key, Webhook string }
 
 // isoMissing are ids no record has.
-var isoMissing = isoIDs{Service: "999999999", Slot: "999999999", Booking: "999999999", Key: "999999999"}
+var isoMissing = isoIDs{Service: "999999999", Slot: "999999999", Booking: "999999999", Key: "999999999", Webhook: "999999999"}
 
 // isoFixture is the two accounts and what they hold.
 type isoFixture struct {
@@ -94,7 +95,7 @@ func isoEventually(t *testing.T, what string, ok func() bool) {
 func isoCases() map[string][]isoCase {
 	id := func(name string) func(*isoFixture, isoIDs) map[string]any {
 		return func(_ *isoFixture, ids isoIDs) map[string]any {
-			v := map[string]string{"service": ids.Service, "slot": ids.Slot, "booking": ids.Booking, "key": ids.Key}[name]
+			v := map[string]string{"service": ids.Service, "slot": ids.Slot, "booking": ids.Booking, "key": ids.Key, "webhook": ids.Webhook}[name]
 			return map[string]any{"id": v}
 		}
 	}
@@ -355,6 +356,86 @@ func isoCases() map[string][]isoCase {
 		"revokeApiKey": {{name: "revokeApiKey", vars: id("key"), op: `mutation($id: ID!) { revokeApiKey(id: $id) { id name revokedAt } }`}},
 		"rollApiKey": {{name: "rollApiKey", vars: id("key"),
 			op: `mutation($id: ID!) { rollApiKey(id: $id, expiresIn: 0) { secret apiKey { id name } } }`}},
+
+		// Webhooks.
+		"webhook": {{name: "webhook", vars: id("webhook"), op: gqlWebhook}},
+		"webhooks": {{name: "webhooks", vars: none, op: `{ webhooks(first: 50) { totalCount nodes { id url description } } }`,
+			check: func(t *testing.T, f *isoFixture, r *apptest.Response) {
+				var out struct {
+					Webhooks struct {
+						TotalCount int
+						Nodes      []struct{ ID string }
+					}
+				}
+				r.Decode(t, &out)
+				if out.Webhooks.TotalCount != len(out.Webhooks.Nodes) || len(out.Webhooks.Nodes) == 0 {
+					t.Fatalf("B's webhooks: %s", r.Raw)
+				}
+				for _, w := range out.Webhooks.Nodes {
+					if w.ID == f.a.Webhook {
+						t.Fatalf("B lists A's webhook: %s", r.Raw)
+					}
+				}
+			}}},
+		"webhookDeliveries": {{name: "webhookDeliveries", vars: id("webhook"),
+			op: `query($id: ID!) { webhookDeliveries(webhookId: $id, first: 10) { totalCount nodes { id payload } } }`}},
+		"createWebhook": {
+			{name: "createWebhook for A's service", vars: func(_ *isoFixture, ids isoIDs) map[string]any {
+				return map[string]any{"input": map[string]any{"url": "http://127.0.0.1:1/b-hook", "events": []string{"bookings.create"}, "serviceId": ids.Service}}
+			}, op: `mutation($input: CreateWebhookInput!) { createWebhook(input: $input) { webhook { id service { id name } } } }`},
+		},
+		"updateWebhook": {{name: "updateWebhook", vars: func(_ *isoFixture, ids isoIDs) map[string]any {
+			return map[string]any{"id": ids.Webhook, "input": map[string]any{"url": "http://127.0.0.1:1/pwned", "active": false}}
+		}, op: gqlUpdateWH}},
+		"deleteWebhook":       {{name: "deleteWebhook", vars: id("webhook"), op: gqlDeleteWH}},
+		"rotateWebhookSecret": {{name: "rotateWebhookSecret", vars: id("webhook"), op: gqlRotateWH}},
+		"testWebhook":         {{name: "testWebhook", vars: id("webhook"), op: gqlTestWH}},
+
+		// Subscriptions.
+		"bookingEvents": {{name: "bookingEvents", vars: none, op: `{ viewer { account { name } } }`, check: isoBookingEvents}},
+	}
+}
+
+// isoBookingEvents subscribes as B over WebSocket: to A's service (refused
+// exactly like a service that does not exist), and to all of B's events,
+// which must not include A's booking changes.
+func isoBookingEvents(t *testing.T, f *isoFixture, _ *apptest.Response) {
+	c := wsDial(t, f.e.Server.URL, bearer(f.keyB), nil)
+	c.ack()
+	answer := func(id, service string) any {
+		c.subscribe(id, subBookingEvents, map[string]any{"serviceId": service})
+		m := c.next(5 * time.Second)
+		if m.ID != id || (m.Type != "next" && m.Type != "error") || !strings.Contains(string(m.Payload), `"errors"`) {
+			t.Fatalf("subscription to service %s: %s %s", service, m.Type, m.Payload)
+		}
+		if m.Type == "next" {
+			if done := c.next(5 * time.Second); done.ID != id || done.Type != "complete" {
+				t.Fatalf("subscription to service %s: after the error %s %s", service, done.Type, done.Payload)
+			}
+		}
+		return isoNormalize(t, m.Payload, []string{service})
+	}
+	if a, missing := answer("a", f.a.Service), answer("missing", isoMissing.Service); !reflect.DeepEqual(a, missing) {
+		t.Fatalf("B subscribing to A's service: %v; to a missing one: %v", a, missing)
+	}
+	c.subscribe("all", subBookingEvents, nil)
+	time.Sleep(200 * time.Millisecond) // let the subscription start
+
+	// A books and deletes (leaving A's data as it was); then B books. B's
+	// first event must be its own.
+	var aBooking struct{ CreateBooking schedBooking }
+	f.e.MustData(f.keyA, gqlCreateBooking, map[string]any{"input": map[string]any{
+		"timeSlotId": f.a.Slot, "date": addDays(f.date, 7), "customerEmail": "dora.asecret@tenant-a.example"}}, &aBooking)
+	f.e.MustData(f.keyA, `mutation($id: ID!) { deleteBooking(id: $id) }`, map[string]any{"id": aBooking.CreateBooking.ID}, &struct{}{})
+	own := mustBook(t, f.e, f.keyB, f.bSlot, addDays(f.date, 7), "erin@tenant-b.example")
+	m := c.next(5 * time.Second)
+	if m.ID != "all" || m.Type != "next" || !strings.Contains(string(m.Payload), `"id":"`+own.ID+`"`) {
+		t.Fatalf("B's first event is not its own booking %s: %s %s", own.ID, m.Type, m.Payload)
+	}
+	for _, s := range f.aStrings {
+		if strings.Contains(strings.ToLower(string(m.Payload)), strings.ToLower(s)) {
+			t.Fatalf("B's event contains A's %q: %s", s, m.Payload)
+		}
 	}
 }
 
@@ -366,6 +447,7 @@ const isoSnapshotOp = `{
 	bookings(first: 20) { totalCount nodes { id date status cancelReason message updatedAt
 		timeSlot { id } customer { id name email phone updatedAt } } }
 	apiKeys(first: 20) { totalCount nodes { id name prefix domain revokedAt expiresAt scopes allowedCidrs } }
+	webhooks(first: 20) { totalCount nodes { id url service { id } events description active updatedAt } }
 	auditEvents(first: 20) { totalCount nodes { id action actorKeyPrefix target } }
 }`
 
@@ -398,7 +480,7 @@ func isoServiceIDs(t *testing.T, e *apptest.Env, key string) []string {
 // slot and booking).
 func newIsoFixture(t *testing.T, database *db.DB) *isoFixture {
 	t.Helper()
-	e := newEnv(t, database, nil)
+	e := newEnv(t, database, &app.Config{WebhookAllowPrivate: true})
 	f := &isoFixture{e: e, keyA: e.Account("tenant-a"), keyB: e.Account("tenant-b")}
 	f.date = nextDate(schedNY, time.Monday)
 
@@ -429,9 +511,15 @@ func newIsoFixture(t *testing.T, database *db.DB) *isoFixture {
 		wantOK(t, e, f.aExtraKey, "tenant-a", "User-Agent: Asecret-agent/1.0", "Origin: https://asecret.example.com")
 	}
 
+	// A's webhook points nowhere reachable: its deliveries stay pending.
+	aHook, _ := mustCreateWebhook(t, e, f.keyA, map[string]any{"url": "http://127.0.0.1:1/asecret-hook",
+		"events": []string{"bookings.create"}, "serviceId": f.a.Service, "description": "Asecret hook"})
+	f.a.Webhook = aHook.ID
+
 	b := mustCreateService(t, e, f.keyB, schedNY, slotIn(1, "11:00", "12:00", 5))
 	f.bService, f.bSlot = b.ID, b.TimeSlots[0].ID
 	f.bBooking = mustBook(t, e, f.keyB, f.bSlot, f.date, "bob@tenant-b.example").ID
+	mustCreateWebhook(t, e, f.keyB, map[string]any{"url": "http://127.0.0.1:1/b-hook", "events": []string{"bookings.create"}})
 	bID, _ := lcSelf(t, e, f.keyB)
 	f.bKeyIDs = []string{bID}
 	// Compared case-insensitively; the secret's random part comes last but
@@ -533,7 +621,7 @@ func TestTenantIsolation(t *testing.T) {
 				t.Fatalf("fixture: A's data does not contain %q, so its absence proves nothing", s)
 			}
 		}
-		normalizeIDs := []string{f.a.Service, f.a.Slot, f.a.Booking, f.a.Key, isoMissing.Service}
+		normalizeIDs := []string{f.a.Service, f.a.Slot, f.a.Booking, f.a.Key, f.a.Webhook, isoMissing.Service}
 
 		for _, name := range fields {
 			for _, c := range cases[name] {
