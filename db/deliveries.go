@@ -264,3 +264,16 @@ func (db *DB) PendingDeliveries(ctx context.Context) (int, error) {
 	n, err := db.NewSelect().Model((*Delivery)(nil)).Where("status = ?", DeliveryPending).Count(ctx)
 	return int(n), err
 }
+
+// ReleaseLeases ends every lease on a pending delivery, so they are due
+// again at once, and returns how many there were. Only for a database one
+// process uses (SQLite): at its start, any lease is a dead process's.
+func (db *DB) ReleaseLeases(ctx context.Context) (int, error) {
+	res, err := db.NewUpdate().Model((*Delivery)(nil)).Set("leased_until = NULL").
+		Where("status = ? AND leased_until IS NOT NULL", DeliveryPending).Exec(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}

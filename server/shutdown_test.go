@@ -87,9 +87,17 @@ func shutdownFreePort(t *testing.T) int {
 // key bootstrapped, and waits until /healthz answers.
 func shutdownStart(t *testing.T, bin string) *shutdownServer {
 	t.Helper()
-	dir := t.TempDir()
+	return shutdownStartOn(t, bin, filepath.Join(t.TempDir(), "x.db"), "")
+}
+
+// shutdownStartOn runs `reservekit` (serve) on the SQLite database at
+// dbPath, with extra environment variables env. key is the key of the
+// database's default account, or empty on a fresh database, whose first
+// start prints it.
+func shutdownStartOn(t *testing.T, bin, dbPath, key string, env ...string) *shutdownServer {
+	t.Helper()
 	port := shutdownFreePort(t)
-	s := &shutdownServer{t: t, dbPath: filepath.Join(dir, "x.db"), base: fmt.Sprintf("http://127.0.0.1:%d", port), exited: make(chan struct{})}
+	s := &shutdownServer{t: t, dbPath: dbPath, base: fmt.Sprintf("http://127.0.0.1:%d", port), exited: make(chan struct{}), key: key}
 	s.cmd = exec.Command(bin)
 	// The environment of the test, minus what configures the server.
 	for _, kv := range os.Environ() {
@@ -97,13 +105,16 @@ func shutdownStart(t *testing.T, bin string) *shutdownServer {
 		switch {
 		case name == "DATABASE_URL", name == "PORT", name == "REDIS_URL", name == "METRICS_ADDR", name == "LOG_FORMAT",
 			name == "SHUTDOWN_TIMEOUT", name == "RESERVEKIT_BOOTSTRAP", name == "TRUST_PROXY_HEADERS", name == "PLAYGROUND",
-			strings.HasPrefix(name, "GRAPHQL_"):
+			strings.HasPrefix(name, "GRAPHQL_"), strings.HasPrefix(name, "WEBHOOK_"):
 			continue
 		}
 		s.cmd.Env = append(s.cmd.Env, kv)
 	}
 	s.cmd.Env = append(s.cmd.Env, "DATABASE_URL=sqlite:"+s.dbPath, "PORT="+strconv.Itoa(port), "LOG_FORMAT=json",
-		"SHUTDOWN_TIMEOUT=10s", "RESERVEKIT_BOOTSTRAP=1")
+		"SHUTDOWN_TIMEOUT=10s", "RESERVEKIT_BOOTSTRAP=1",
+		// Not the default key file, which would land in the source tree.
+		"WEBHOOK_SECRET_KEY="+strings.Repeat("ab", 32))
+	s.cmd.Env = append(s.cmd.Env, env...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.stdout, &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -134,7 +145,9 @@ func shutdownStart(t *testing.T, bin string) *shutdownServer {
 		if time.Now().After(deadline) {
 			t.Fatalf("the server was not ready within a minute (key printed: %v)", s.key != "")
 		}
-		s.key = shutdownKeyRE.FindString(s.stdout.String())
+		if s.key == "" {
+			s.key = shutdownKeyRE.FindString(s.stdout.String())
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return s

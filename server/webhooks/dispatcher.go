@@ -151,8 +151,18 @@ func (d *Dispatcher) Wake() {
 // once when it leased a full batch, when a worker frees up while all were
 // busy, on Wake, or after PollInterval. When ctx is done it stops leasing
 // and returns after the attempts in flight have finished and been recorded
-// (each is bounded by Timeout, not by ctx).
+// (each is bounded by Timeout, not by ctx). On SQLite, which has one
+// instance, it first releases the leases a killed process left.
 func (d *Dispatcher) Run(ctx context.Context) {
+	if !d.db.IsPostgres() {
+		// SQLite has a single instance: a lease found at start is one a
+		// killed process left; its delivery need not wait for it to expire.
+		if n, err := d.db.ReleaseLeases(ctx); err != nil {
+			d.log.Error("release webhook leases", "err", err)
+		} else if n > 0 {
+			d.log.Info("webhook deliveries of a previous run are due again", "deliveries", n)
+		}
+	}
 	sem := make(chan struct{}, d.cfg.Workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
