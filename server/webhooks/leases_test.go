@@ -119,3 +119,29 @@ func TestSQLiteRestartReleasesLeases(t *testing.T) {
 		t.Fatalf("receiver got %d requests, want 1", n)
 	}
 }
+
+// BenchmarkDispatcherThroughput measures how many deliveries one
+// dispatcher (default workers) sends per second to a fast local receiver,
+// from a backlog of b.N pending deliveries.
+func BenchmarkDispatcherThroughput(b *testing.B) {
+	for _, dialect := range []string{dbtest.SQLite, dbtest.Postgres} {
+		b.Run(dialect, func(b *testing.B) {
+			database := dbtest.Open(b, dialect)
+			f := newFixture(b, database)
+			rc := newReceiver(b, nil)
+			w, _ := f.webhook(rc.URL + "/hook")
+			for range b.N {
+				f.book()
+			}
+			d := f.dispatcher(func(c *webhooks.Config) { c.Workers = webhooks.DefaultWorkers })
+			b.ResetTimer()
+			start := time.Now()
+			stop := run(b, d)
+			eventually(b, 5*time.Minute, "the backlog", func() bool { return f.countStatus(w.ID, db.DeliveryDelivered) == b.N })
+			elapsed := time.Since(start)
+			b.StopTimer()
+			stop()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "deliveries/s")
+		})
+	}
+}
