@@ -56,6 +56,13 @@ Environment:
                  turn off introspection (and suggestions) or the playground
   GRAPHQL_MAX_COST, GRAPHQL_MAX_DEPTH, GRAPHQL_MAX_ALIASES
                  per-operation limits (default 1000, 10, 30)
+  API_LOG_RETENTION
+                 how long API logs are kept: days (30d) or a duration (720h); default 30d
+  WEBHOOK_SECRET_KEY, WEBHOOK_SECRET_KEY_FILE
+                 key sealing webhook signing secrets (64 hex characters or base64),
+                 else kept in the file (default reservekit-webhook.key)
+  WEBHOOK_ALLOW_PRIVATE=1
+                 let webhooks reach loopback and private addresses (development)
 `
 
 // cli holds what every command needs.
@@ -178,6 +185,10 @@ func (c *cli) serve(args []string) error {
 	if _, err := strconv.Atoi(port); err != nil {
 		return fmt.Errorf("PORT must be a number, got %q", port)
 	}
+	retention, err := parseRetention(c.getenv("API_LOG_RETENTION"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	database, err := c.open(ctx)
@@ -199,7 +210,7 @@ func (c *cli) serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("TRUST_PROXY_HEADERS: %w", err)
 	}
-	cfg := app.Config{Log: c.log, TrustedProxies: proxies}
+	cfg := app.Config{Log: c.log, TrustedProxies: proxies, LogRetention: retention}
 	if err := c.graphQLLimits(&cfg); err != nil {
 		return err
 	}
@@ -503,4 +514,22 @@ func stamp(t *time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// parseRetention reads API_LOG_RETENTION: whole days ("30d") or a Go
+// duration ("720h"); empty means the default.
+func parseRetention(raw string) (time.Duration, error) {
+	if raw == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if days, ok := strings.CutSuffix(raw, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+	}
+	if err != nil || d < time.Hour {
+		return 0, fmt.Errorf("API_LOG_RETENTION must be days such as 30d or a duration of at least 1h such as 720h, got %q", raw)
+	}
+	return d, nil
 }

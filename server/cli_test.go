@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/db/dbtest"
@@ -366,4 +367,34 @@ func TestCLIAccountsUpdate(t *testing.T) {
 	c.fails("accounts", "update", "shop", "--plan", "platinum")
 	c.fails("accounts", "update", "shop", "--rate", "5")
 	c.fails("accounts", "update", "shop", "--monthly-quota", "0")
+}
+
+func TestParseRetention(t *testing.T) {
+	for raw, want := range map[string]time.Duration{"": 0, "30d": 30 * 24 * time.Hour, "1d": 24 * time.Hour, "720h": 720 * time.Hour, "90m": 90 * time.Minute} {
+		if got, err := parseRetention(raw); err != nil || got != want {
+			t.Errorf("parseRetention(%q) = %v, %v; want %v", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"abc", "0d", "-3d", "d", "10m", "1.5d", "30 d"} {
+		if _, err := parseRetention(raw); err == nil {
+			t.Errorf("parseRetention(%q) accepted", raw)
+		}
+	}
+}
+
+func TestServeRefusesBadConfiguration(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"PORT":              {"PORT": "eighty"},
+		"API_LOG_RETENTION": {"API_LOG_RETENTION": "forever"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := sqliteCLI(t)
+			for k, v := range env {
+				c.env[k] = v
+			}
+			if line := c.fails("serve"); !strings.Contains(line, name) {
+				t.Errorf("error %q does not name %s", line, name)
+			}
+		})
+	}
 }
