@@ -3,7 +3,9 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -21,6 +23,39 @@ type BookingEvent struct {
 	// Payload is the webhook body: {"event_type", "bookings", "timestamp"}.
 	Payload   string
 	CreatedAt time.Time
+	// Deliveries is how many webhook deliveries the event queued (known to
+	// the instance that wrote it; not stored).
+	Deliveries int `bun:"-"`
+}
+
+// EventNotice is what the notification of a committed booking event says:
+// enough for an instance to decide whether it needs the event at all
+// (a subscriber of the account, or deliveries to send).
+type EventNotice struct {
+	ID, AccountID, ServiceID int64
+	Deliveries               int
+}
+
+func (n EventNotice) String() string {
+	return fmt.Sprintf("%d,%d,%d,%d", n.ID, n.AccountID, n.ServiceID, n.Deliveries)
+}
+
+// parseEventNotice reads a notification payload written by String.
+func parseEventNotice(payload string) (EventNotice, error) {
+	var n EventNotice
+	parts := strings.Split(payload, ",")
+	if len(parts) != 4 {
+		return n, fmt.Errorf("booking event notification %q: want 4 fields", payload)
+	}
+	var nums [4]int64
+	for i, p := range parts {
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil {
+			return n, fmt.Errorf("booking event notification %q: %w", payload, err)
+		}
+		nums[i] = v
+	}
+	return EventNotice{ID: nums[0], AccountID: nums[1], ServiceID: nums[2], Deliveries: int(nums[3])}, nil
 }
 
 // EventPayload is the webhook body, in ReserveKit's snake_case wire names.
@@ -82,7 +117,8 @@ func id(n int64) string { return strconv.FormatInt(n, 10) }
 // recordEvent writes an event for bookings of one service, and a pending
 // delivery for every active webhook of the account that wants it, inside
 // tx: no change without its event, no event without its change. On Postgres
-// it also announces the event (on commit) to every instance's subscribers.
+// it also announces the event (on commit) to every instance, see
+// ListenEvents.
 func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID int64, eventType string, bookings []*Booking) (*BookingEvent, error) {
 	var ids []int64
 	for _, b := range bookings {
@@ -122,15 +158,21 @@ func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID i
 	if _, err := tx.NewInsert().Model(ev).Exec(ctx); err != nil {
 		return nil, err
 	}
-	_, err = tx.NewRaw(`INSERT INTO webhook_deliveries (account_id, webhook_id, event_id, event_type, status, attempts, next_attempt_at, created_at)
+	res, err := tx.NewRaw(`INSERT INTO webhook_deliveries (account_id, webhook_id, event_id, event_type, status, attempts, next_attempt_at, created_at)
 		SELECT account_id, id, ?, ?, ?, 0, ?, ? FROM webhooks
 		WHERE account_id = ? AND active AND (service_id IS NULL OR service_id = ?) AND (' ' || events || ' ') LIKE ?`,
 		ev.ID, eventType, DeliveryPending, t, t, accountID, serviceID, "% "+eventType+" %").Exec(ctx)
 	if err != nil {
 		return nil, err
 	}
+	queued, err := res.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	ev.Deliveries = int(queued)
 	if db.postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", db.channel(eventChannel), id(ev.ID)); err != nil {
+		notice := EventNotice{ID: ev.ID, AccountID: accountID, ServiceID: serviceID, Deliveries: ev.Deliveries}
+		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", db.channel(eventChannel), notice.String()); err != nil {
 			return nil, err
 		}
 	}

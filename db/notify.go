@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -77,29 +76,24 @@ func (db *DB) listen(ctx context.Context, channel string, onChange func(payload 
 	}
 }
 
-// ListenEvents calls onEvent with every booking event committed by any
-// instance, until ctx ends (Postgres; on SQLite events reach OnEvent in
-// process and this returns at once). Events committed while the listener
-// was disconnected are not replayed: subscriptions are live, webhooks read
-// the outbox.
-func (db *DB) ListenEvents(ctx context.Context, onEvent func(*BookingEvent), logErr func(error)) {
+// ListenEvents calls onNotice with the notice of every booking event
+// committed by any instance, until ctx ends (Postgres; on SQLite events
+// reach OnEvent in process and this returns at once). Events committed
+// while the listener was disconnected are not replayed: subscriptions are
+// live, webhooks read the outbox.
+func (db *DB) ListenEvents(ctx context.Context, onNotice func(EventNotice), logErr func(error)) {
 	if !db.postgres {
 		return
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := db.listen(ctx, eventChannel, func(payload string) {
-			id, err := strconv.ParseInt(payload, 10, 64)
+			n, err := parseEventNotice(payload)
 			if err != nil {
-				logErr(fmt.Errorf("booking event notification %q: %w", payload, err))
+				logErr(err)
 				return
 			}
-			ev, err := db.BookingEventByID(ctx, id)
-			if err != nil {
-				logErr(fmt.Errorf("load booking event %d: %w", id, err))
-				return
-			}
-			onEvent(ev)
+			onNotice(n)
 		}, func() {})
 		if ctx.Err() != nil {
 			return

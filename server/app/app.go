@@ -180,15 +180,31 @@ func New(database *db.DB, cfg Config) *App {
 	jobs.Go(func() { a.Logs.Run(ctx) })
 	jobs.Go(func() { apilog.RunPruner(ctx, database, cfg.LogRetention, time.Hour, cfg.Log) })
 	jobs.Go(func() { a.pruneIdempotencyKeys(ctx, time.Hour) })
-	// Every committed booking event, from this instance (SQLite) or any
-	// instance (Postgres), passes here once.
-	onEvent := func(ev *db.BookingEvent) {
+	// Every committed booking event passes here once: in process on SQLite,
+	// as a notice from any instance on Postgres, loaded only when a
+	// subscriber of this instance wants it.
+	database.OnEvent = func(ev *db.BookingEvent) {
+		if ev.Deliveries > 0 {
+			a.Webhooks.Wake()
+		}
 		a.Events.Publish(ev)
-		a.Webhooks.Wake()
 	}
-	database.OnEvent = onEvent
+	onNotice := func(n db.EventNotice) {
+		if n.Deliveries > 0 {
+			a.Webhooks.Wake()
+		}
+		if !a.Events.Wants(n.AccountID, n.ServiceID) {
+			return
+		}
+		ev, err := database.BookingEventByID(ctx, n.ID)
+		if err != nil {
+			cfg.Log.Error("load booking event", "event_id", n.ID, "err", err)
+			return
+		}
+		a.Events.Publish(ev)
+	}
 	jobs.Go(func() {
-		database.ListenEvents(ctx, onEvent, func(err error) {
+		database.ListenEvents(ctx, onNotice, func(err error) {
 			cfg.Log.Warn("booking event notifications interrupted; reconnecting", "err", err)
 		})
 	})

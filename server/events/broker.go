@@ -111,6 +111,19 @@ func (s *Subscription) end(err error) {
 	})
 }
 
+// Wants reports whether a subscriber would receive an event of the
+// account and service, so that an event need not be loaded for nobody.
+func (b *Broker) Wants(accountID, serviceID int64) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for s := range b.subs[accountID] {
+		if s.serviceID == 0 || s.serviceID == serviceID {
+			return true
+		}
+	}
+	return false
+}
+
 // Publish hands ev to every matching subscriber without ever blocking: a
 // subscriber whose buffer is full is dropped with ErrTooSlow.
 func (b *Broker) Publish(ev *db.BookingEvent) {
