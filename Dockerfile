@@ -12,7 +12,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/reservekit ./serve
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/reservekit /reservekit
 COPY --from=build --chown=65532:65532 /out/data /data
-ENV PORT=8080 DATABASE_URL=sqlite:/data/reservekit.db
+ENV PORT=8080 DATABASE_URL=sqlite:/data/reservekit.db WEBHOOK_SECRET_KEY_FILE=/data/reservekit-webhook.key
 VOLUME ["/data"]
 EXPOSE 8080
 USER nonroot:nonroot
