@@ -48,31 +48,38 @@ func For(a *db.Account) Limits {
 	return PlanLimits[db.PlanStarter]
 }
 
-// Limiter keeps one httprate limiter per window length; the request limit
-// (the burst) is passed per request, so accounts of any plan share them.
+// Limiter keeps one httprate limiter per window length and burst (the
+// accounts of a plan share one), each with its own counter, which is told
+// the limit (a Redis counter decides in Redis, in one round trip).
 type Limiter struct {
 	mu       sync.Mutex
-	byWindow map[time.Duration]*httprate.RateLimiter
+	byWindow map[windowLimit]*httprate.RateLimiter
 	counter  func(window time.Duration) httprate.LimitCounter
+}
+
+type windowLimit struct {
+	window time.Duration
+	limit  int
 }
 
 // New returns a limiter with in-process counters; newCounter, when not nil,
 // supplies shared counters instead (e.g. Redis for several replicas).
 func New(newCounter func(window time.Duration) httprate.LimitCounter) *Limiter {
-	return &Limiter{byWindow: map[time.Duration]*httprate.RateLimiter{}, counter: newCounter}
+	return &Limiter{byWindow: map[windowLimit]*httprate.RateLimiter{}, counter: newCounter}
 }
 
 func (l *Limiter) forWindow(window time.Duration, limit int) *httprate.RateLimiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	rl, ok := l.byWindow[window]
+	wl := windowLimit{window, limit}
+	rl, ok := l.byWindow[wl]
 	if !ok {
 		opts := []httprate.Option{}
 		if l.counter != nil {
 			opts = append(opts, httprate.WithLimitCounter(l.counter(window)))
 		}
 		rl = httprate.NewRateLimiter(limit, window, opts...)
-		l.byWindow[window] = rl
+		l.byWindow[wl] = rl
 	}
 	return rl
 }

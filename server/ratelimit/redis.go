@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/httprate"
@@ -74,9 +75,17 @@ func WithRetryInterval(d time.Duration) RedisOption {
 //	{prefix}{window-ms}:{{key}}:{window-start-unix-ms}
 //
 // (the key in braces is a Redis Cluster hash tag: the current and previous
-// windows of a key share a slot). IncrementBy is one round trip
-// (MULTI INCRBY PEXPIRE EXEC) and so is Get (MGET of both windows); keys
-// expire by themselves keyWindows windows after their last increment.
+// windows of a key share a slot); keys expire by themselves keyWindows
+// windows after their last increment.
+//
+// A request costs one round trip. httprate asks Get for the counts, decides,
+// and calls IncrementBy for an admitted request; Get instead runs a script
+// that reads both windows and, when the sliding-window rate leaves room
+// under the limit given to Config (httprate's decision, made atomically in
+// Redis), counts the request at once. The IncrementBy that follows for that
+// key and window finds the request counted and goes to Redis only for the
+// rest of its amount, if any. httprate serialises Get and IncrementBy per
+// limiter, and a RedisCounter serves one limiter.
 //
 // Every call is bounded by a timeout (DefaultRedisTimeout). The bound holds
 // even when the client was built without ContextTimeoutEnabled (go-redis then
@@ -93,6 +102,14 @@ type RedisCounter struct {
 	window time.Duration
 	ttl    time.Duration
 	winMs  string
+	limit  int
+
+	mu sync.Mutex
+	// counted is the request Get counted already, for IncrementBy.
+	counted struct {
+		key    string
+		window time.Time
+	}
 }
 
 var _ httprate.LimitCounter = (*RedisCounter)(nil)
@@ -112,9 +129,10 @@ func (c *RedisCounter) setWindow(window time.Duration) {
 }
 
 // Config implements httprate.LimitCounter; httprate calls it once, with the
-// limiter's window, before any other call.
+// limiter's request limit and window, before any other call.
 func (c *RedisCounter) Config(requestLimit int, windowLength time.Duration) {
 	c.setWindow(windowLength)
+	c.limit = requestLimit
 }
 
 // Key is the Redis key holding key's count for the window starting at window.
@@ -134,9 +152,19 @@ func (c *RedisCounter) Increment(key string, currentWindow time.Time) error {
 	return c.IncrementBy(key, currentWindow, 1)
 }
 
-// IncrementBy implements httprate.LimitCounter: one round trip of
-// MULTI, INCRBY, PEXPIRE, EXEC.
+// IncrementBy implements httprate.LimitCounter. The request the last Get
+// counted for this key and window is not counted again; anything else is
+// one round trip of MULTI, INCRBY, PEXPIRE, EXEC.
 func (c *RedisCounter) IncrementBy(key string, currentWindow time.Time, amount int) error {
+	c.mu.Lock()
+	if c.counted.key == key && c.counted.window.Equal(currentWindow) {
+		c.counted.key = ""
+		amount--
+	}
+	c.mu.Unlock()
+	if amount <= 0 {
+		return nil
+	}
 	k := c.Key(key, currentWindow)
 	_, err := bounded(c, func(ctx context.Context) (struct{}, error) {
 		_, err := c.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -152,43 +180,47 @@ func (c *RedisCounter) IncrementBy(key string, currentWindow time.Time, amount i
 	return nil
 }
 
-// Get implements httprate.LimitCounter: one MGET of both windows' keys.
+// admitScript returns the counts of the current and previous windows
+// (KEYS[1], KEYS[2]) as they were, and counts one request in the current
+// window when the sliding-window rate, rounded as httprate rounds it, leaves
+// room for it under the limit. ARGV: window ms, ms elapsed in the current
+// window, limit, key TTL ms.
+var admitScript = redis.NewScript(`
+local curr = tonumber(redis.call('GET', KEYS[1]) or '0')
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local window = tonumber(ARGV[1])
+local rate = prev * (window - tonumber(ARGV[2])) / window + curr
+if math.floor(rate + 0.5) + 1 <= tonumber(ARGV[3]) then
+  redis.call('INCR', KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return {curr, prev, 1}
+end
+return {curr, prev, 0}
+`)
+
+// Get implements httprate.LimitCounter in one round trip (admitScript):
+// the counts before this request, which it has counted when there was room.
 func (c *RedisCounter) Get(key string, currentWindow, previousWindow time.Time) (int, int, error) {
 	ck, pk := c.Key(key, currentWindow), c.Key(key, previousWindow)
-	vals, err := bounded(c, func(ctx context.Context) ([]any, error) {
-		return c.client.MGet(ctx, ck, pk).Result()
+	elapsed := max(time.Since(currentWindow).Milliseconds(), 0)
+	vals, err := bounded(c, func(ctx context.Context) ([]int64, error) {
+		return admitScript.Run(ctx, c.client, []string{ck, pk},
+			c.window.Milliseconds(), elapsed, c.limit, c.ttl.Milliseconds()).Int64Slice()
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("ratelimit: redis MGET %s: %w", ck, err)
+		return 0, 0, fmt.Errorf("ratelimit: redis admit %s: %w", ck, err)
 	}
-	if len(vals) != 2 {
-		return 0, 0, fmt.Errorf("ratelimit: redis MGET %s: %d values, want 2", ck, len(vals))
+	if len(vals) != 3 {
+		return 0, 0, fmt.Errorf("ratelimit: redis admit %s: %d values, want 3", ck, len(vals))
 	}
-	curr, err := count(vals[0])
-	if err != nil {
-		return 0, 0, err
+	c.mu.Lock()
+	if vals[2] == 1 {
+		c.counted.key, c.counted.window = key, currentWindow
+	} else {
+		c.counted.key = ""
 	}
-	prev, err := count(vals[1])
-	if err != nil {
-		return 0, 0, err
-	}
-	return curr, prev, nil
-}
-
-// count reads one MGET value: nil for a missing key, else a decimal string.
-func count(v any) (int, error) {
-	switch v := v.(type) {
-	case nil:
-		return 0, nil
-	case string:
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return 0, fmt.Errorf("ratelimit: redis counter %q: %w", v, err)
-		}
-		return n, nil
-	default:
-		return 0, fmt.Errorf("ratelimit: redis counter of type %T", v)
-	}
+	c.mu.Unlock()
+	return int(vals[0]), int(vals[1]), nil
 }
 
 // bounded runs fn with c's timeout. When the client ignores context

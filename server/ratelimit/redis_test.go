@@ -174,6 +174,9 @@ func TestRedisCounterSemantics(t *testing.T) {
 	next := cur.Add(window)
 	key := "account:42"
 
+	// Get answers the counts before the request and, with room under the
+	// limit, counts the request; the IncrementBy that follows does not
+	// count it again.
 	if curr, prv, err := c.Get(key, cur, prev); err != nil || curr != 0 || prv != 0 {
 		t.Fatalf("Get of unknown key = %d, %d, %v; want 0, 0, nil", curr, prv, err)
 	}
@@ -192,12 +195,22 @@ func TestRedisCounterSemantics(t *testing.T) {
 	if curr, prv, err := c.Get(key, cur, prev); err != nil || curr != 4 || prv != 2 {
 		t.Fatalf("Get(cur, prev) = %d, %d, %v; want 4, 2, nil", curr, prv, err)
 	}
-	// One window later, the current window becomes the previous one.
-	if curr, prv, err := c.Get(key, next, cur); err != nil || curr != 0 || prv != 4 {
-		t.Fatalf("Get(next, cur) = %d, %d, %v; want 0, 4, nil", curr, prv, err)
+	// One window later, the current window becomes the previous one (with
+	// the request the last Get counted).
+	if curr, prv, err := c.Get(key, next, cur); err != nil || curr != 0 || prv != 5 {
+		t.Fatalf("Get(next, cur) = %d, %d, %v; want 0, 5, nil", curr, prv, err)
 	}
 	if curr, prv, err := c.Get("account:43", cur, prev); err != nil || curr != 7 || prv != 0 {
 		t.Fatalf("Get of another key = %d, %d, %v; want 7, 0, nil", curr, prv, err)
+	}
+	// At the limit, Get counts nothing.
+	if err := c.IncrementBy("account:44", cur, 10); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if curr, _, err := c.Get("account:44", cur, prev); err != nil || curr != 10 {
+			t.Fatalf("Get of a full key = %d, %v; want 10", curr, err)
+		}
 	}
 
 	wantKey := prefix + "2000:{account:42}:" + strconv.FormatInt(cur.UnixMilli(), 10)
@@ -205,8 +218,8 @@ func TestRedisCounterSemantics(t *testing.T) {
 		t.Fatalf("Key = %q, want %q", got, wantKey)
 	}
 	keys := scanKeys(t, client, prefix)
-	if len(keys) != 3 {
-		t.Fatalf("keys = %v, want 3", keys)
+	if len(keys) != 5 {
+		t.Fatalf("keys = %v, want 5", keys)
 	}
 	ctx := context.Background()
 	for _, k := range keys {
@@ -602,8 +615,8 @@ func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
 // BenchmarkRedisCounter is the cost of one request through Limiter.Handler
-// with a cached caller: Redis-backed (one MGET and one MULTI/INCRBY/PEXPIRE
-// round trip per admitted request) against in-process counters.
+// with a cached caller: Redis-backed (one round trip per request) against
+// in-process counters.
 func BenchmarkRedisCounter(b *testing.B) {
 	client := testRedis(b)
 	prefix := uniquePrefix(b, client)
@@ -655,4 +668,65 @@ func BenchmarkRedisCounter(b *testing.B) {
 	b.Run("local", func(b *testing.B) {
 		run(b, New(nil).Handler(okHandler), false)
 	})
+}
+
+// roundTrips counts the commands and pipelines a client sends to Redis.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		// A script run is one round trip; its EVAL fallback (once per
+		// script load) is not counted.
+		if cmd.Name() != "eval" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// Each request, admitted or refused, costs one round trip to Redis.
+func TestRedisOneRoundTripPerRequest(t *testing.T) {
+	base := testRedis(t)
+	opt := *base.Options()
+	client := redis.NewClient(&opt)
+	t.Cleanup(func() { client.Close() })
+	hook := &roundTrips{}
+	client.AddHook(hook)
+	prefix := uniquePrefix(t, client)
+	set := NewRedisCounterSet(client, slog.New(slog.DiscardHandler), WithKeyPrefix(prefix))
+	h := New(set.New).Handler(okHandler)
+	account := withLimits(newAccount(db.PlanStarter), 1, 20) // a 20 s window
+	if now := time.Now(); now.Truncate(20*time.Second).Add(20*time.Second).Sub(now) < 2*time.Second {
+		startOfWindow(20 * time.Second) // no window change mid-test
+	}
+	// Warm the script cache so that EVALSHA is answered at once.
+	serve(h, withLimits(newAccount(db.PlanStarter), 1, 20))
+	hook.n.Store(0)
+	admitted, limited := 0, 0
+	for range 30 {
+		switch code := serve(h, account); code {
+		case http.StatusOK:
+			admitted++
+		case http.StatusTooManyRequests:
+			limited++
+		default:
+			t.Fatalf("status %d", code)
+		}
+	}
+	if admitted != 20 || limited != 10 {
+		t.Fatalf("admitted %d, limited %d; want 20 and 10", admitted, limited)
+	}
+	if n := hook.n.Load(); n != 30 {
+		t.Fatalf("%d round trips to Redis for 30 requests, want 30", n)
+	}
+	if set.Fallbacks() != 0 {
+		t.Fatalf("%d fallbacks", set.Fallbacks())
+	}
 }
