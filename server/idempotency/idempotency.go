@@ -1,6 +1,7 @@
-// Package idempotency makes retried POSTs safe: a request with an
-// Idempotency-Key header runs once per account and key; repeats with the same
-// body get the stored response (Idempotent-Replayed: true) for 24 hours.
+// Package idempotency makes retried mutations safe: a POST with an
+// Idempotency-Key header that may run a mutation runs once per account and
+// key; repeats with the same body (and a key with the same scopes) get the
+// stored response (Idempotent-Replayed: true) for 24 hours.
 package idempotency
 
 import (
@@ -8,12 +9,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/server/caller"
@@ -50,12 +57,14 @@ func New(database *db.DB, log *slog.Logger) *Middleware {
 	return &Middleware{db: database, log: log, Wait: Wait}
 }
 
-// Handler wraps next; requests without the header, and GETs, pass through.
+// Handler wraps next; requests without the header, GETs, requests without
+// a mutation and SSE streams pass through.
 func (m *Middleware) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get(Header)
 		c := caller.From(r.Context())
-		if key == "" || r.Method != http.MethodPost || c == nil {
+		// A stream (a subscription over SSE) cannot be replayed.
+		if key == "" || r.Method != http.MethodPost || c == nil || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -70,8 +79,19 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		sum := sha256.Sum256(body)
-		hash := hex.EncodeToString(sum[:])
+		if !hasMutation(body) {
+			next.ServeHTTP(w, r) // queries are safe to repeat as they are
+			return
+		}
+		// The key's scopes are part of what is repeated: a key that may not
+		// run the request must not be shown its stored response.
+		h := sha256.New()
+		h.Write(body)
+		for _, s := range slices.Sorted(slices.Values(c.Key.Scopes)) {
+			h.Write([]byte{0})
+			h.Write([]byte(s))
+		}
+		hash := hex.EncodeToString(h.Sum(nil))
 
 		claimed, existing, err := m.db.ClaimIdempotencyKey(r.Context(), c.AccountID(), key, hash, TTL)
 		if err != nil {
@@ -147,6 +167,41 @@ func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 	respond.RequestError(w, r, http.StatusInternalServerError, "internal_error", "Internal error", nil)
 }
 
+// hasMutation reports whether a GraphQL-over-HTTP body (one request or a
+// batch) may run a mutation. A request whose document it cannot read (a
+// persisted query sent by hash, a syntax error) counts as one, so that its
+// response is kept like any other.
+func hasMutation(body []byte) bool {
+	type request struct {
+		Query         string `json:"query"`
+		OperationName string `json:"operationName"`
+	}
+	var reqs []request
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
+		if json.Unmarshal(body, &reqs) != nil {
+			return true
+		}
+	} else {
+		var one request
+		if json.Unmarshal(body, &one) != nil {
+			return true
+		}
+		reqs = append(reqs, one)
+	}
+	for _, req := range reqs {
+		doc, err := parser.ParseQuery(&ast.Source{Input: req.Query})
+		if req.Query == "" || err != nil {
+			return true
+		}
+		for _, op := range doc.Operations {
+			if op.Operation == ast.Mutation && (req.OperationName == "" || op.Name == req.OperationName) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // recorder passes a response through while keeping a copy of it.
 type recorder struct {
 	http.ResponseWriter
@@ -163,3 +218,13 @@ func (r *recorder) Write(p []byte) (int, error) {
 	r.body.Write(p)
 	return r.ResponseWriter.Write(p)
 }
+
+// Flush passes flushes on, so that streaming handlers work behind it.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -360,3 +360,107 @@ func TestReuseRefusedWithoutWaiting(t *testing.T) {
 		t.Fatalf("first request: HTTP %d err %v", f.status, f.err)
 	}
 }
+
+// Queries, subscriptions over SSE and batches without a mutation are not
+// stored: they run every time. Batches with one, and documents the
+// middleware cannot read, are.
+func TestOnlyMutationsAreStored(t *testing.T) {
+	t.Parallel()
+	database := dbtest.Open(t, dbtest.SQLite)
+	account := idemAccount(t, database, "acme")
+	var runs atomic.Int64
+	srv := idemServer(t, database, account, 100*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":{}}`)
+	}))
+	for _, tc := range []struct {
+		name, body string
+		stored     bool
+	}{
+		{"query", `{"query":"{ viewer { account { id } } }"}`, false},
+		{"named query among a mutation", `{"query":"query Q { a } mutation M { b }","operationName":"Q"}`, false},
+		{"named mutation among a query", `{"query":"query Q { a } mutation M { b }","operationName":"M"}`, true},
+		{"anonymous mutation", `{"query":"mutation { b }"}`, true},
+		{"batch of queries", `[{"query":"{ a }"},{"query":"{ b }"}]`, false},
+		{"batch with a mutation", `[{"query":"{ a }"},{"query":"mutation { b }"}]`, true},
+		{"persisted query by hash", `{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}`, true},
+		{"syntax error", `{"query":"mutation {"}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := runs.Load()
+			key := "k-" + tc.name
+			first, second := mustPost(t, srv, key, tc.body), mustPost(t, srv, key, tc.body)
+			if first.replayed() || second.replayed() != tc.stored {
+				t.Fatalf("replayed: first %v, second %v; want false, %v", first.replayed(), second.replayed(), tc.stored)
+			}
+			want := int64(2)
+			if tc.stored {
+				want = 1
+			}
+			if n := runs.Load() - before; n != want {
+				t.Fatalf("ran %d times, want %d", n, want)
+			}
+		})
+	}
+}
+
+// The same Idempotency-Key and body from a key with other scopes is a
+// different request: it is refused, and the stored response not shown.
+func TestScopesArePartOfTheRequest(t *testing.T) {
+	t.Parallel()
+	database := dbtest.Open(t, dbtest.SQLite)
+	account := idemAccount(t, database, "acme")
+	m := idempotency.New(database, quiet)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"data":{"secretThing":42}}`)
+	})
+	full := &caller.Caller{Account: account, Key: &db.APIKey{ID: 1, AccountID: account.ID}}
+	reader := &caller.Caller{Account: account, Key: &db.APIKey{ID: 2, AccountID: account.ID, Scopes: db.StringList{"services:read"}}}
+	post := func(c *caller.Caller) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(`{"query":"mutation { m }"}`))
+		r.Header.Set(idempotency.Header, "shared")
+		w := httptest.NewRecorder()
+		m.Handler(next).ServeHTTP(w, r.WithContext(caller.With(r.Context(), c)))
+		return w
+	}
+	if w := post(full); w.Code != http.StatusOK {
+		t.Fatalf("first: HTTP %d", w.Code)
+	}
+	w := post(reader)
+	if w.Code != http.StatusUnprocessableEntity || strings.Contains(w.Body.String(), "secretThing") {
+		t.Fatalf("other scopes: HTTP %d %s, want 422 without the stored response", w.Code, w.Body)
+	}
+	if w := post(full); w.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("same key again: not replayed (HTTP %d)", w.Code)
+	}
+}
+
+// An SSE subscription with an Idempotency-Key streams as without one.
+func TestEventStreamPassesThrough(t *testing.T) {
+	t.Parallel()
+	database := dbtest.Open(t, dbtest.SQLite)
+	account := idemAccount(t, database, "acme")
+	m := idempotency.New(database, quiet)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(http.Flusher); !ok {
+			http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "event: next\ndata: {}\n\n")
+	})
+	c := &caller.Caller{Account: account, Key: &db.APIKey{ID: 1, AccountID: account.ID}}
+	for range 2 {
+		r := httptest.NewRequest(http.MethodPost, "/graphql", strings.NewReader(`{"query":"subscription { s }"}`))
+		r.Header.Set(idempotency.Header, "stream")
+		r.Header.Set("Accept", "text/event-stream")
+		w := httptest.NewRecorder()
+		m.Handler(next).ServeHTTP(w, r.WithContext(caller.With(r.Context(), c)))
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != "text/event-stream" || w.Header().Get("Idempotent-Replayed") != "" {
+			t.Fatalf("HTTP %d %q %s", w.Code, w.Header().Get("Content-Type"), w.Body)
+		}
+	}
+}
