@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // DateLayout is the wire format of dates (YYYY-MM-DD).
@@ -128,7 +129,13 @@ func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, da
 		return nil, err
 	}
 	slot := new(TimeSlot)
-	if err := tx.NewSelect().Model(slot).Where("account_id = ? AND id = ?", accountID, slotID).Scan(ctx); err != nil {
+	q := tx.NewSelect().Model(slot).Where("account_id = ? AND id = ?", accountID, slotID)
+	if tx.Dialect().Name() == dialect.PG {
+		// Held until commit, so that lowering maxBookings waits for the
+		// bookings taking seats with the old one (SQLite: one writer).
+		q = q.For("SHARE")
+	}
+	if err := q.Scan(ctx); err != nil {
 		if isNoRows(err) {
 			return nil, Errorf(CodeTimeSlotNotFound, "timeSlotId", "time slot %d not found", slotID)
 		}

@@ -140,7 +140,7 @@ func (db *DB) UpdateService(ctx context.Context, accountID, id int64, in Service
 	var s *Service
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		if s, err = lockService(ctx, tx, db.postgres, accountID, id); err != nil {
+		if s, err = lockService(ctx, tx, db.postgres, accountID, id, "id"); err != nil {
 			return err
 		}
 		if in.Name != nil {
@@ -164,11 +164,8 @@ func (db *DB) UpdateService(ctx context.Context, accountID, id int64, in Service
 func (db *DB) DeleteService(ctx context.Context, accountID, id int64) error {
 	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		s, err := lockService(ctx, tx, db.postgres, accountID, id)
+		s, err := lockService(ctx, tx, db.postgres, accountID, id, "id")
 		if err != nil {
-			if ErrorCode(err) == CodeServiceNotFound {
-				return Errorf(CodeServiceNotFound, "id", "service %d not found", id)
-			}
 			return err
 		}
 		if ev, err = db.recordCascade(ctx, tx, accountID, id, ""); err != nil {
@@ -186,15 +183,18 @@ func (db *DB) DeleteService(ctx context.Context, accountID, id int64) error {
 // lockService reads a service inside tx and, on Postgres, locks its row so
 // that concurrent changes to its slots are serialized (SQLite transactions
 // are already serialized by the immediate write lock).
-func lockService(ctx context.Context, tx bun.Tx, postgres bool, accountID, id int64) (*Service, error) {
+func lockService(ctx context.Context, tx bun.Tx, postgres bool, accountID, id int64, field string) (*Service, error) {
 	s := new(Service)
 	q := tx.NewSelect().Model(s).Where("account_id = ? AND id = ?", accountID, id)
 	if postgres {
-		q = q.For("UPDATE")
+		// Not FOR UPDATE: that would also block the foreign-key checks of
+		// bookings being inserted, which hold their slot shared, and
+		// deadlock with an update of that slot.
+		q = q.For("NO KEY UPDATE")
 	}
 	err := q.Scan(ctx)
 	if isNoRows(err) {
-		return nil, Errorf(CodeServiceNotFound, "serviceId", "service %d not found", id)
+		return nil, Errorf(CodeServiceNotFound, field, "service %d not found", id)
 	}
 	return s, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -37,7 +38,7 @@ func (in TimeSlotInput) validate(i int) error {
 func (db *DB) UpsertTimeSlots(ctx context.Context, accountID, serviceID int64, slots []TimeSlotInput) ([]*TimeSlot, error) {
 	var out []*TimeSlot
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		s, err := lockService(ctx, tx, db.postgres, accountID, serviceID)
+		s, err := lockService(ctx, tx, db.postgres, accountID, serviceID, "serviceId")
 		if err != nil {
 			return err
 		}
@@ -70,6 +71,7 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 	}
 	t := now()
 	out := make([]*TimeSlot, len(inputs))
+	oldMax := make([]int, len(inputs))
 	seen := map[int64]bool{}
 	for i, in := range inputs {
 		if in.ID == nil {
@@ -94,7 +96,7 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 						"time slot %d has active bookings; its dayOfWeek cannot change", ts.ID)
 				}
 			}
-			out[i] = ts
+			out[i], oldMax[i] = ts, ts.MaxBookings
 		}
 		ts := out[i]
 		ts.DayOfWeek, ts.StartMinute, ts.EndMinute, ts.MaxBookings = in.DayOfWeek, in.StartMinute, in.EndMinute, in.MaxBookings
@@ -103,16 +105,24 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 	if err := checkOverlaps(existing, out); err != nil {
 		return nil, err
 	}
-	for _, ts := range out {
+	for i, ts := range out {
 		if ts.ID == 0 {
 			if _, err := tx.NewInsert().Model(ts).Exec(ctx); err != nil {
 				return nil, err
 			}
 			continue
 		}
+		// The update locks the slot row, which every booking of the slot
+		// holds shared (checkOccurrence) until it commits: the check below
+		// sees every seat taken with the old capacity.
 		if _, err := tx.NewUpdate().Model(ts).
 			Column("day_of_week", "start_minute", "end_minute", "max_bookings", "updated_at").WherePK().Exec(ctx); err != nil {
 			return nil, err
+		}
+		if ts.MaxBookings < oldMax[i] {
+			if err := checkCapacityHolds(ctx, tx, s, ts, i); err != nil {
+				return nil, err
+			}
 		}
 		if _, err := tx.NewUpdate().Model((*Booking)(nil)).Set("start_minute = ?", ts.StartMinute).
 			Where("time_slot_id = ?", ts.ID).Exec(ctx); err != nil {
@@ -120,6 +130,27 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 		}
 	}
 	return out, nil
+}
+
+// checkCapacityHolds refuses a lowered maxBookings that an occurrence from
+// today on (in the service's timezone) already holds more bookings than.
+func checkCapacityHolds(ctx context.Context, tx bun.Tx, s *Service, ts *TimeSlot, i int) error {
+	loc, err := LoadLocation(s.Timezone)
+	if err != nil {
+		return err
+	}
+	var over []*occurrence
+	if err := tx.NewSelect().Model(&over).
+		Where("time_slot_id = ? AND booked > ? AND date >= ?", ts.ID, ts.MaxBookings, time.Now().In(loc).Format(DateLayout)).
+		OrderExpr("date ASC").Limit(1).Scan(ctx); err != nil {
+		return err
+	}
+	if len(over) > 0 {
+		return Errorf(CodeInvalidRequest, slotField(i, "maxBookings"),
+			"maxBookings %d is below the %d bookings time slot %d holds on %s; cancel bookings first",
+			ts.MaxBookings, over[0].Booked, ts.ID, over[0].Date)
+	}
+	return nil
 }
 
 // checkOverlaps reports the first input slot that overlaps another slot of the
@@ -242,7 +273,7 @@ func (db *DB) DeleteTimeSlots(ctx context.Context, accountID, serviceID int64, d
 	var n int64
 	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := lockService(ctx, tx, db.postgres, accountID, serviceID); err != nil {
+		if _, err := lockService(ctx, tx, db.postgres, accountID, serviceID, "serviceId"); err != nil {
 			return err
 		}
 		var err error

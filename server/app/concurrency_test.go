@@ -323,3 +323,47 @@ func TestConcurrentSameNewCustomer(t *testing.T) {
 		}
 	})
 }
+
+// Lowering maxBookings while bookings pour in never leaves an occurrence
+// holding more than its capacity: the lowering either waits for the
+// bookings taking seats with the old capacity and is then refused if they
+// exceed the new one, or comes first and the bookings see it.
+func TestConcurrentCapacityChange(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		e, key := newSchedEnv(t, database)
+		thursday := nextDate(schedNY, time.Thursday)
+		// The later the lowering starts, the likelier it meets bookings
+		// made with the old capacity, and is refused.
+		for round, delay := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond} {
+			s := mustCreateService(t, e, key, schedNY, slotIn(4, "10:00", "11:00", 20))
+			slot := s.TimeSlots[0]
+			const clients = 30
+			outs := runConcurrently(clients+1, func(i int) *apptest.Response {
+				if i == clients {
+					time.Sleep(delay)
+					return e.Do(key, gqlUpsertSlots, map[string]any{"serviceId": s.ID,
+						"slots": []any{slotUpd(slot.ID, 4, "10:00", "11:00", 5)}})
+				}
+				return doCreateBooking(e, key, bookingInput(slot.ID, thursday, fmt.Sprintf("cap%d-%d@example.com", round, i)))
+			})
+			lowered := outs[clients].code == ""
+			counts := tally(t, outs[:clients], db.CodeTimeSlotFull)
+			if c := outs[clients].code; c != "" && c != db.CodeInvalidRequest {
+				t.Fatalf("upsertTimeSlots: %s\n%s", outs[clients].raw, e.Logs())
+			}
+			capacity := 20
+			if lowered {
+				capacity = 5
+			}
+			if got := serviceSlots(t, e, key, s.ID)[0].MaxBookings; got != capacity {
+				t.Fatalf("maxBookings is %d, want %d (lowering succeeded: %v)", got, capacity, lowered)
+			}
+			booked := activeBookings(t, e, key, slot.ID, thursday)
+			if booked > capacity || booked != counts[""] || occurrenceCount(t, database, slot.ID, thursday) != booked {
+				t.Fatalf("%d bookings (%d created) in an occurrence of capacity %d; lowering succeeded: %v", booked, counts[""], capacity, lowered)
+			}
+			t.Logf("lowering after %v: succeeded %v; %d created, %d full", delay, lowered, counts[""], counts[db.CodeTimeSlotFull])
+		}
+	})
+}

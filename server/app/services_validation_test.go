@@ -116,8 +116,8 @@ func TestServiceValidation(t *testing.T) {
 				t.Errorf("service 987654 = %+v", none.Service)
 			}
 			for _, q := range []string{ops["updateService"], ops["deleteService"]} {
-				if r := e.Do(key, q, map[string]any{"id": "987654"}); r.Code() != db.CodeServiceNotFound {
-					t.Errorf("missing id: %.300s", r.Raw)
+				if r := e.Do(key, q, map[string]any{"id": "987654"}); r.Code() != db.CodeServiceNotFound || r.Field() != "id" {
+					t.Errorf("missing id: want %s on field id: %.300s", db.CodeServiceNotFound, r.Raw)
 				}
 			}
 		})

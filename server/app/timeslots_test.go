@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -382,5 +383,39 @@ func TestTimeSlotsOtherAccount(t *testing.T) {
 		if n := occurrenceCount(t, database, slotA.ID, monday); n != 1 {
 			t.Fatalf("alice's occurrence count = %d, want 1", n)
 		}
+	})
+}
+
+// maxBookings may go down only as far as the bookings an upcoming
+// occurrence already holds.
+func TestLowerMaxBookings(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e, key := newSchedEnv(t, database)
+		s := mustCreateService(t, e, key, schedNY, slotIn(1, "09:00", "10:00", 5))
+		slot := s.TimeSlots[0]
+		monday := nextDate(schedNY, time.Monday)
+		for i := range 3 {
+			mustBook(t, e, key, slot.ID, monday, fmt.Sprintf("low%d@example.com", i))
+		}
+		r := e.Do(key, gqlUpsertSlots, map[string]any{"serviceId": s.ID, "slots": []any{slotUpd(slot.ID, 1, "09:00", "10:00", 2)}})
+		wantError(t, r, db.CodeInvalidRequest, "timeSlots[0].maxBookings")
+		if !strings.Contains(r.Errors[0].Message, "3 bookings") || !strings.Contains(r.Errors[0].Message, monday) {
+			t.Fatalf("message %q does not say what holds the seats", r.Errors[0].Message)
+		}
+		if got := serviceSlots(t, e, key, s.ID)[0].MaxBookings; got != 5 {
+			t.Fatalf("maxBookings %d after a refused change, want 5", got)
+		}
+		// Down to exactly the bookings held is fine, and then it is full.
+		var out struct{ UpsertTimeSlots []schedSlot }
+		e.MustData(key, gqlUpsertSlots, map[string]any{"serviceId": s.ID, "slots": []any{slotUpd(slot.ID, 1, "09:00", "10:00", 3)}}, &out)
+		if out.UpsertTimeSlots[0].MaxBookings != 3 {
+			t.Fatalf("upsert: %+v", out.UpsertTimeSlots)
+		}
+		wantError(t, doCreateBooking(e, key, bookingInput(slot.ID, monday, "low9@example.com")), db.CodeTimeSlotFull, "timeSlotId")
+		// Cancelled bookings do not hold seats.
+		first := mustBook(t, e, key, slot.ID, addDays(monday, 7), "next@example.com")
+		mustCancel(t, e, key, first.ID)
 	})
 }
