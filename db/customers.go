@@ -142,13 +142,19 @@ func (db *DB) UpdateBookingCustomer(ctx context.Context, accountID, bookingID in
 			}
 		}
 		t := now()
+		field := "email"
+		if in.Email == nil {
+			field = "phone"
+		}
 		if b.CustomerID == nil {
 			c = &Customer{AccountID: accountID, Name: in.Name, Email: in.Email, Phone: in.Phone, CreatedAt: t, UpdatedAt: t}
 			if _, err := tx.NewInsert().Model(c).Exec(ctx); err != nil {
 				return err
 			}
-			_, err := tx.NewUpdate().Model(b).Set("customer_id = ?", c.ID).Set("updated_at = ?", t).WherePK().Exec(ctx)
-			return err
+			if _, err := tx.NewUpdate().Model(b).Set("customer_id = ?", c.ID).Set("updated_at = ?", t).WherePK().Exec(ctx); err != nil {
+				return err
+			}
+			return checkCustomerBookings(ctx, tx, db.postgres, c, field)
 		}
 		c = new(Customer)
 		if err := tx.NewSelect().Model(c).Where("id = ?", *b.CustomerID).Scan(ctx); err != nil {
@@ -164,8 +170,43 @@ func (db *DB) UpdateBookingCustomer(ctx context.Context, accountID, bookingID in
 			c.Phone = in.Phone
 		}
 		c.UpdatedAt = t
-		_, err = tx.NewUpdate().Model(c).Column("name", "email", "phone", "updated_at").WherePK().Exec(ctx)
-		return err
+		if _, err = tx.NewUpdate().Model(c).Column("name", "email", "phone", "updated_at").WherePK().Exec(ctx); err != nil {
+			return err
+		}
+		if in.Email == nil && in.Phone == nil {
+			return nil // the name alone makes no duplicate
+		}
+		return checkCustomerBookings(ctx, tx, db.postgres, c, field)
 	})
 	return c, err
+}
+
+// checkCustomerBookings refuses a change of a customer's email or phone
+// (field) that makes it the same customer as the one of another
+// non-cancelled booking in an occurrence it holds a booking in. On Postgres
+// it first locks those occurrences, in key order, as booking does, so that
+// no booking made meanwhile escapes the check.
+func checkCustomerBookings(ctx context.Context, tx bun.Tx, postgres bool, c *Customer, field string) error {
+	var bs []*Booking
+	if err := tx.NewSelect().Model(&bs).Column("id", "time_slot_id", "date").
+		Where("customer_id = ? AND status <> ?", c.ID, StatusCancelled).
+		OrderExpr("time_slot_id ASC, date ASC").Scan(ctx); err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if postgres {
+			if _, err := tx.NewRaw("SELECT 1 FROM slot_occurrences WHERE time_slot_id = ? AND date = ? FOR UPDATE",
+				b.TimeSlotID, b.Date).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		if err := checkDuplicate(ctx, tx, b.TimeSlotID, b.Date, c, b.ID); err != nil {
+			if ErrorCode(err) == CodeDuplicateBooking {
+				return Errorf(CodeDuplicateBooking, field,
+					"with this %s the customer would hold two bookings for time slot %d on %s", field, b.TimeSlotID, b.Date)
+			}
+			return err
+		}
+	}
+	return nil
 }

@@ -492,6 +492,21 @@ func TestUpdateBookingCustomer(t *testing.T) {
 		if b := getBooking(t, e, key, b1.ID); deref(b.Customer.Name) != "Max" || deref(b.Customer.Email) != "max@example.com" || deref(b.Customer.Phone) != "+33612345678" {
 			t.Fatalf("refused updates changed the customer: %+v", b.Customer)
 		}
+
+		// An edit cannot make one customer hold two bookings of an
+		// occurrence: Max (phone +33612345678) and Lee are booked on Monday.
+		wantError(t, e.Do(key, upd, map[string]any{"id": anon.ID, "input": map[string]any{"phone": "+33612345678"}}), db.CodeDuplicateBooking, "phone")
+		anon2 := mustBook(t, e, key, s.TimeSlots[0].ID, monday, "")
+		wantError(t, e.Do(key, upd, map[string]any{"id": anon2.ID, "input": map[string]any{"name": "Twin", "phone": "+33612345678"}}), db.CodeDuplicateBooking, "phone")
+		if b := getBooking(t, e, key, anon2.ID); b.Customer != nil {
+			t.Fatalf("a refused edit gave the booking a customer: %+v", b.Customer)
+		}
+		if b := getBooking(t, e, key, anon.ID); b.Customer.Phone != nil {
+			t.Fatalf("a refused edit changed the customer: %+v", b.Customer)
+		}
+		// The same phone is fine for a booking in another occurrence.
+		other := mustBook(t, e, key, s.TimeSlots[0].ID, addDays(monday, 7), "")
+		e.MustData(key, upd, map[string]any{"id": other.ID, "input": map[string]any{"phone": "+33612345678"}}, &c)
 	})
 }
 
