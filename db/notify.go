@@ -26,6 +26,41 @@ func (db *DB) notifyKeyChanged(ctx context.Context, tx bun.Tx, hash string) erro
 	return err
 }
 
+// revocationPoll is how often SQLite deployments look for keys revoked by
+// another process.
+const revocationPoll = time.Second
+
+// pollRevocations calls onChange with the hash of every key revoked since it
+// started, looking every interval, until ctx ends. Each look overlaps the
+// previous one by a second (a revocation committed late, clock steps):
+// hearing a change twice is harmless.
+func (db *DB) pollRevocations(ctx context.Context, interval time.Duration, onChange func(hash string), logErr func(error)) {
+	since := now()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		started := now()
+		var hashes []string
+		err := db.NewSelect().Model((*APIKey)(nil)).Column("hash").
+			Where("revoked_at >= ?", since.Add(-time.Second)).Scan(ctx, &hashes)
+		if err != nil {
+			if ctx.Err() == nil {
+				logErr(fmt.Errorf("poll for revoked keys: %w", err))
+			}
+			continue
+		}
+		for _, h := range hashes {
+			onChange(h)
+		}
+		since = started
+	}
+}
+
 // channel is the name of a notification channel in this database's schema.
 func (db *DB) channel(name string) string { return name + db.channelSuffix }
 
@@ -33,9 +68,11 @@ func (db *DB) channel(name string) string { return name + db.channelSuffix }
 // instance, until ctx ends. onReset is called each time the listener
 // (re)connects, since changes made before it listened were not announced
 // to it.
-// On SQLite it returns at once.
+// SQLite has no notifications, yet the command line of another process may
+// revoke a key: there it polls for revocations every second instead.
 func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), onReset func(), logErr func(error)) {
 	if !db.postgres {
+		db.pollRevocations(ctx, revocationPoll, onChange, logErr)
 		return
 	}
 	backoff := 100 * time.Millisecond

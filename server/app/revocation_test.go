@@ -205,3 +205,37 @@ func TestRevocationBeforeListenerConnects(t *testing.T) {
 			"it would work until KeyCacheTTL expires", err)
 	}
 }
+
+// On SQLite a key revoked by the command line (another process, no
+// notifications) stops working within about a second: the server polls.
+func TestCommandLineRevocationOnSQLite(t *testing.T) {
+	t.Parallel()
+	database := dbtest.Open(t, dbtest.SQLite)
+	e := newEnv(t, database, nil)
+	admin := e.Account("acme")
+	k := lcCreateKey(t, e, admin, map[string]any{"name": "cli"})
+	wantOK(t, e, k.Secret, "acme") // cached now
+	// A second handle on the file, as `server keys revoke` would open.
+	cli, err := db.Open(context.Background(), "sqlite:"+sqlitePath(t, database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	start := time.Now()
+	if _, err := cli.RevokeAPIKey(context.Background(), 0, mustInt64(t, k.APIKey.ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	d := lcPollUntilRefused(t, e, k.Secret, start, 3*time.Second, http.StatusUnauthorized, "invalid_api_key", "API key revoked")
+	t.Logf("command-line revocation on SQLite reached the server after %v", d.Round(time.Millisecond))
+	wantOK(t, e, admin, "acme")
+}
+
+// sqlitePath is the file of an SQLite test database.
+func sqlitePath(t *testing.T, database *db.DB) string {
+	t.Helper()
+	var file string
+	if err := database.QueryRowContext(context.Background(), "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
