@@ -398,6 +398,11 @@ func (c *cli) keysCreate(args []string) error {
 	if *account == "" {
 		return errors.New("--account is required")
 	}
+	if !db.Plan(*plan).Valid() {
+		return errors.New("--plan must be one of starter, developer, growth")
+	}
+	planSet := false
+	fs.Visit(func(f *flag.Flag) { planSet = planSet || f.Name == "plan" })
 	ctx := context.Background()
 	database, err := c.open(ctx)
 	if err != nil {
@@ -405,8 +410,12 @@ func (c *cli) keysCreate(args []string) error {
 	}
 	defer database.Close()
 	a, err := database.AccountByName(ctx, *account)
-	if db.ErrorCode(err) == db.CodeAccountNotFound {
+	switch {
+	case db.ErrorCode(err) == db.CodeAccountNotFound:
 		a, err = database.CreateAccount(ctx, *account, db.Plan(*plan), db.AccountLimits{})
+	case err == nil && planSet && a.Plan != db.Plan(*plan):
+		return fmt.Errorf("account %s exists on plan %s; --plan only applies to a new account (change it with: server accounts update %s --plan %s)",
+			a.Name, a.Plan, a.Name, *plan)
 	}
 	if err != nil {
 		return err
@@ -426,8 +435,10 @@ func (c *cli) keysCreate(args []string) error {
 func (c *cli) keysList(args []string) error {
 	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
 	account := fs.String("account", "", "account name")
-	if _, err := c.parse(fs, args, "Usage: server keys list --account NAME"); err != nil {
+	if pos, err := c.parse(fs, args, "Usage: server keys list --account NAME"); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
 	if *account == "" {
 		return errors.New("--account is required")

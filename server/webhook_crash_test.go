@@ -93,6 +93,9 @@ func TestWebhookDeliveredAfterKill(t *testing.T) {
 	<-s.exited
 
 	restarted := shutdownStartOn(t, bin, s.dbPath, s.key, "WEBHOOK_ALLOW_PRIVATE=1")
+	if shutdownKeyRE.MatchString(restarted.stdout.String()) {
+		t.Error("the second start on the database printed a key again")
+	}
 	type delivery struct {
 		ID, Status string
 		Attempts   []struct{ HTTPStatus *int }
