@@ -7,7 +7,6 @@ package graph
 
 import (
 	"context"
-	"log/slog"
 
 	"github.com/reservekit/reservekit/graph/model"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -42,7 +41,7 @@ func (r *subscriptionResolver) BookingEvents(ctx context.Context, serviceID *int
 			case ev := <-sub.Events():
 				items, err := bookingEvents(ev)
 				if err != nil {
-					slog.ErrorContext(ctx, "decode booking event", "event_id", ev.ID, "err", err)
+					r.Log.ErrorContext(ctx, "decode booking event", "event_id", ev.ID, "err", err)
 					continue
 				}
 				for _, item := range items {

@@ -105,7 +105,7 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 				keepStreaming(w)
 			}
 		case http.MethodGet:
-			if opts.Subscriptions != nil && isWebSocket(req) {
+			if opts.Subscriptions != nil && IsWebSocket(req) {
 				serveWebSocket(w, req, serve)
 				return
 			}

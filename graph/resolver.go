@@ -6,6 +6,7 @@ package graph
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/graph/model"
@@ -27,6 +28,8 @@ type Resolver struct {
 	Webhooks WebhookSender
 	// Events feeds the bookingEvents subscriptions.
 	Events *events.Broker
+	// Log receives what resolvers log besides errors they return.
+	Log *slog.Logger
 }
 
 // WebhookSender is what the webhook resolvers need from the dispatcher.

@@ -43,6 +43,10 @@ type Subscriptions struct {
 // DefaultKeepAlive is the keep-alive ping interval of subscriptions.
 const DefaultKeepAlive = 15 * time.Second
 
+// CloseGoingAway (1001) closes the WebSocket connections of a server that
+// shuts down; clients reconnect, to another instance.
+const CloseGoingAway = 1001
+
 // CloseCode is the WebSocket close code for a refused or ended connection:
 // 4000 + the HTTP status of an *auth.Error (4401, 4403, 4429), 4500 else.
 func CloseCode(err error) (int, string) {
@@ -90,15 +94,28 @@ func (s *Subscriptions) transports(r *Resolver) (transport.Websocket, transport.
 			}
 			cctx, cancel := context.WithCancel(cctx)
 			cctx = withWebSocket(WithLoaders(cctx, r.DB, caller.From(cctx).AccountID()))
+			// end closes the connection: gqlgen closes it when cctx ends, with
+			// the forced code.
+			end := func(code int, reason string) {
+				if conn := st.conn.Load(); conn != nil {
+					conn.forced.Store(&forcedClose{code, reason})
+				}
+				cancel()
+			}
 			go func() {
 				if err := watch(cctx); err != nil && cctx.Err() == nil {
-					if conn := st.conn.Load(); conn != nil {
-						code, reason := CloseCode(err)
-						conn.forced.Store(&forcedClose{code, reason})
-					}
-					cancel() // gqlgen closes the connection, with the forced code
+					end(CloseCode(err))
 				}
 			}()
+			if r.Events != nil {
+				go func() {
+					select {
+					case <-r.Events.Closing():
+						end(CloseGoingAway, "server shutting down")
+					case <-cctx.Done():
+					}
+				}()
+			}
 			return cctx, nil, nil
 		},
 	}
@@ -179,11 +196,6 @@ func (c *wsConn) SetReadDeadline(t time.Time) error {
 		return d.SetReadDeadline(t)
 	}
 	return nil
-}
-
-// isWebSocket reports whether req asks to upgrade to a WebSocket.
-func isWebSocket(req *http.Request) bool {
-	return IsWebSocket(req)
 }
 
 // IsWebSocket reports whether req asks to upgrade to a WebSocket.

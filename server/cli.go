@@ -52,6 +52,8 @@ Environment:
   METRICS_ADDR   serve /metrics on this address instead of the API's port
   SHUTDOWN_TIMEOUT
                  how long in-flight requests may finish on SIGTERM (default 20s)
+  SHUTDOWN_DRAIN_DELAY
+                 how long to keep serving after SIGTERM with /readyz at 503 (default 0s)
   GRAPHQL_INTROSPECTION=false, PLAYGROUND=false
                  turn off introspection (and suggestions) or the playground
   GRAPHQL_MAX_COST, GRAPHQL_MAX_DEPTH, GRAPHQL_MAX_ALIASES
@@ -234,6 +236,13 @@ func (c *cli) serve(args []string) error {
 			return fmt.Errorf("SHUTDOWN_TIMEOUT must be a duration such as 20s, got %q", raw)
 		}
 		cfg.ShutdownTimeout = d
+	}
+	if raw := c.getenv("SHUTDOWN_DRAIN_DELAY"); raw != "" {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 {
+			return fmt.Errorf("SHUTDOWN_DRAIN_DELAY must be a duration such as 5s, got %q", raw)
+		}
+		cfg.DrainDelay = d
 	}
 	keyFile := c.getenv("WEBHOOK_SECRET_KEY_FILE")
 	if keyFile == "" {

@@ -46,6 +46,10 @@ type Config struct {
 	LastUsedFlush time.Duration
 	// ShutdownTimeout bounds graceful shutdown (default 20 s).
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long the server keeps serving after SIGTERM, with
+	// /readyz answering 503, before it stops accepting connections
+	// (SHUTDOWN_DRAIN_DELAY, default 0).
+	DrainDelay time.Duration
 	// TrustedProxies are the proxies whose X-Forwarded-For gives the client
 	// address (TRUST_PROXY_HEADERS); empty means the connection's peer.
 	TrustedProxies []netip.Prefix
@@ -256,6 +260,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.draining.Store(true)
+	// Keep serving while load balancers see /readyz answer 503 and stop
+	// sending new requests here.
+	time.Sleep(a.cfg.DrainDelay)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -275,7 +282,7 @@ func (a *App) Close() {
 
 // graphQL builds the GraphQL handler with its dependencies.
 func (a *App) graphQL() http.Handler {
-	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier, Events: a.Events, Secrets: a.cfg.Secrets, Webhooks: a.Webhooks}, a.cfg.Log,
+	return graph.NewHandler(&graph.Resolver{DB: a.DB, Keys: a.Verifier, Events: a.Events, Secrets: a.cfg.Secrets, Webhooks: a.Webhooks, Log: a.cfg.Log}, a.cfg.Log,
 		graph.Options{Limits: a.cfg.GraphQL, NoIntrospection: a.cfg.NoIntrospection, Subscriptions: a.subs})
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -678,4 +679,75 @@ func TestSubscriptionLatency(t *testing.T) {
 		b := newEnv(t, database, nil)
 		measure(t, a, b, a.Account("acme"))
 	})
+}
+
+// On shutdown, with a drain delay, the server keeps serving with /readyz at
+// 503; then a WebSocket subscriber's connection is closed with 1001 (after
+// the subscription's server_shutting_down error, when that is sent in
+// time), and an SSE stream completes.
+func TestShutdownEndsSubscriptions(t *testing.T) {
+	t.Parallel()
+	database := dbtest.Open(t, dbtest.SQLite)
+	e := newEnv(t, database, &app.Config{DrainDelay: 400 * time.Millisecond})
+	key := e.Account("acme")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- e.App.Serve(ctx, ln) }()
+
+	c := wsDial(t, base, bearer(key), nil)
+	c.ack()
+	c.subscribe("1", subBookingEvents, nil)
+	body := strings.NewReader(`{"query":"subscription { bookingEvents { type } }"}`)
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", body)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("SSE: HTTP %d", res.StatusCode)
+	}
+	sseDone := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, res.Body); sseDone <- err }()
+	time.Sleep(100 * time.Millisecond) // let both subscriptions start
+
+	cancel()
+	time.Sleep(100 * time.Millisecond)
+	ready, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz during the drain delay: %v", err)
+	}
+	ready.Body.Close()
+	if ready.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz during the drain delay: HTTP %d, want 503", ready.StatusCode)
+	}
+
+	if code, reason := c.waitClosed(5 * time.Second); code != 1001 || reason != "server shutting down" {
+		t.Fatalf("closed with %d %q, want 1001 %q", code, reason, "server shutting down")
+	}
+	select {
+	case err := <-sseDone:
+		if err != nil {
+			t.Fatalf("SSE stream broke off: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("SSE stream still open after shutdown")
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
 }

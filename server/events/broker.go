@@ -30,6 +30,9 @@ type Broker struct {
 	mu       sync.RWMutex
 	subs     map[int64]map[*Subscription]struct{} // by account
 	shutdown bool
+	// closing is closed by Shutdown, for connections that carry
+	// subscriptions (a WebSocket) and must close with it.
+	closing chan struct{}
 }
 
 // New returns a broker whose subscribers may each hold buffer events
@@ -38,7 +41,7 @@ func New(buffer int) *Broker {
 	if buffer <= 0 {
 		buffer = DefaultBuffer
 	}
-	return &Broker{buffer: buffer, subs: map[int64]map[*Subscription]struct{}{}}
+	return &Broker{buffer: buffer, subs: map[int64]map[*Subscription]struct{}{}, closing: make(chan struct{})}
 }
 
 // Subscription receives the events of one account, of one service when
@@ -153,6 +156,7 @@ func (b *Broker) Publish(ev *db.BookingEvent) {
 // later at once.
 func (b *Broker) Shutdown() {
 	b.mu.Lock()
+	first := !b.shutdown
 	b.shutdown = true
 	var all []*Subscription
 	for _, m := range b.subs {
@@ -164,7 +168,13 @@ func (b *Broker) Shutdown() {
 	for _, s := range all {
 		s.end(ErrShutdown)
 	}
+	if first {
+		close(b.closing) // after the subscriptions, whose errors go out first
+	}
 }
+
+// Closing is closed when Shutdown starts.
+func (b *Broker) Closing() <-chan struct{} { return b.closing }
 
 // Open is the number of open subscriptions (a gauge for the metrics).
 func (b *Broker) Open() int64 { return b.open.Load() }
