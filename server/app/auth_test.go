@@ -8,8 +8,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/uptrace/bun"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/db/dbtest"
@@ -582,5 +585,55 @@ func TestAPIKeys(t *testing.T) {
 				t.Fatalf("lastUsedAt %s is before createdAt %s or not UTC", *got.LastUsedAt, got.CreatedAt)
 			}
 		})
+	})
+}
+
+// keyLookups is a bun query hook counting the statements that look a key
+// up by its hash: the verification queries.
+type keyLookups struct{ n atomic.Int64 }
+
+func (k *keyLookups) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
+func (k *keyLookups) AfterQuery(_ context.Context, ev *bun.QueryEvent) {
+	if strings.Contains(ev.Query, "api_keys") && strings.Contains(ev.Query, "hash = '") {
+		k.n.Add(1)
+	}
+}
+
+// A malformed key (a checksum off by one character) is refused without a
+// database lookup; a known key is looked up once, then served from the
+// cache; an unknown well-formed key is looked up each time.
+func TestKeyVerificationQueries(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		lookups := &keyLookups{}
+		counted := *database
+		counted.DB = database.DB.WithQueryHook(lookups)
+		e := newEnv(t, &counted, nil)
+		key := e.Account("acme")
+		before := lookups.n.Load()
+		for range 5 {
+			wantOK(t, e, key, "acme")
+		}
+		if n := lookups.n.Load() - before; n > 1 {
+			t.Fatalf("5 requests with a known key made %d key lookups, want at most 1", n)
+		}
+		last := key[len(key)-1]
+		forged := key[:len(key)-1] + string(map[bool]byte{true: 'A', false: 'B'}[last != 'A'])
+		before = lookups.n.Load()
+		for range 3 {
+			wantHTTPError(t, e.Do(forged, viewerQuery, nil), http.StatusUnauthorized, "authorization_header_malformed", "Authorization header is malformed")
+		}
+		if n := lookups.n.Load() - before; n != 0 {
+			t.Fatalf("a key with a bad checksum made %d key lookups, want 0", n)
+		}
+		before = lookups.n.Load()
+		unknown := auth.NewSecret()
+		for range 2 {
+			wantHTTPError(t, e.Do(unknown, viewerQuery, nil), http.StatusUnauthorized, "invalid_api_key", "Invalid API key")
+		}
+		if n := lookups.n.Load() - before; n != 2 {
+			t.Fatalf("an unknown key made %d key lookups in 2 requests, want 2 (the hook must see them)", n)
+		}
 	})
 }

@@ -25,7 +25,7 @@ func cors(next http.Handler) http.Handler {
 			return
 		}
 		h.Set("Access-Control-Expose-Headers",
-			"X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Request-Id")
+			"X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit, RateLimit-Policy, Retry-After, X-Request-Id, Idempotent-Replayed")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -95,7 +95,8 @@ func TestCORSOnRequests(t *testing.T) {
 			t.Fatalf("Access-Control-Allow-Origin %q, want %q", got, origin)
 		}
 		exposed := lcHeaderList(r.Header, "Access-Control-Expose-Headers")
-		for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after"} {
+		for _, h := range []string{"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "ratelimit", "ratelimit-policy",
+			"retry-after", "x-request-id", "idempotent-replayed"} {
 			if !slices.Contains(exposed, h) {
 				t.Errorf("Access-Control-Expose-Headers %q lacks %s", exposed, h)
 			}

@@ -110,7 +110,7 @@ func usageRate(t *testing.T, e *apptest.Env, key string) (usageRateLimit, *appte
 // usageWantQuotaExceeded checks a 429 api_limit_exceeded for a quota.
 func usageWantQuotaExceeded(t *testing.T, r *apptest.Response, quota int64, reset time.Time) {
 	t.Helper()
-	msg := fmt.Sprintf("Monthly quota of %d requests exceeded; it resets at %s.", quota, reset.Format(time.RFC3339))
+	msg := fmt.Sprintf("Monthly quota of %d requests (cost units) exceeded; it resets at %s.", quota, reset.Format(time.RFC3339))
 	wantHTTPError(t, r, http.StatusTooManyRequests, "api_limit_exceeded", msg)
 	want := int64(math.Ceil(time.Until(reset).Seconds()))
 	retry := headerInt(t, r, "Retry-After")

@@ -200,8 +200,9 @@ func TestRequestHostAndDomainAllows(t *testing.T) {
 }
 
 // FuzzAuthorizationHeader feeds arbitrary Authorization, Origin, Referer and
-// domain values through the parsing the middleware does and checks that
-// nothing panics and the results keep their invariants.
+// domain values through the middleware's parsers (ParseAuthorization,
+// requestHost, NormalizeDomain, DomainAllows) and checks that nothing panics
+// and the results keep their invariants.
 func FuzzAuthorizationHeader(f *testing.F) {
 	valid := NewSecret()
 	seeds := [][4]string{
@@ -221,22 +222,28 @@ func FuzzAuthorizationHeader(f *testing.F) {
 		f.Add(s[0], s[1], s[2], s[3])
 	}
 	f.Fuzz(func(t *testing.T, header, origin, referer, domain string) {
-		// What the middleware does with the Authorization header.
-		scheme, token, ok := strings.Cut(header, " ")
-		token = strings.TrimSpace(token)
-		if WellFormed(token) {
-			if !ok || len(token) != SecretLen || !secretFormat.MatchString(token) {
-				t.Fatalf("WellFormed accepted %q", token)
+		// The middleware's parser: a key only from a Bearer header, and
+		// then a well-formed one taken from the header.
+		token, err := ParseAuthorization(header)
+		switch {
+		case header == "":
+			if err != ErrMissing {
+				t.Fatalf("ParseAuthorization(\"\") = %q, %v; want ErrMissing", token, err)
+			}
+		case err == nil:
+			scheme, _, _ := strings.Cut(header, " ")
+			if !strings.EqualFold(scheme, "Bearer") || len(token) != SecretLen || !secretFormat.MatchString(token) ||
+				!strings.Contains(header, token) || !WellFormed(token) {
+				t.Fatalf("ParseAuthorization(%q) accepted %q", header, token)
 			}
 			if DisplayPrefix(token) != token[:len(Prefix)+displayChars] {
 				t.Fatalf("DisplayPrefix(%q)", token)
 			}
+		case err != ErrMalformed || token != "":
+			t.Fatalf("ParseAuthorization(%q) = %q, %v; want ErrMalformed", header, token, err)
 		}
-		if h := Hash(token); len(h) != 64 || h != Hash(token) {
-			t.Fatalf("Hash(%q) = %q", token, h)
-		}
-		if ok && strings.EqualFold(scheme, "Bearer") && WellFormed(token) && !strings.Contains(header, token) {
-			t.Fatalf("token %q not from header %q", token, header)
+		if h := Hash(header); len(h) != 64 || h != Hash(header) {
+			t.Fatalf("Hash(%q) = %q", header, h)
 		}
 
 		// Header values as net/http would deliver them must also parse.

@@ -69,16 +69,27 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-func (m *Middleware) authenticate(r *http.Request, addr netip.Addr) (*caller.Caller, error) {
-	header := r.Header.Get("Authorization")
+// ParseAuthorization reads an Authorization header value: "Bearer <key>"
+// (the scheme in any case) with a well-formed key, checksum included, or
+// ErrMissing or ErrMalformed. It touches no database.
+func ParseAuthorization(header string) (string, error) {
 	if header == "" {
-		return nil, ErrMissing
+		return "", ErrMissing
 	}
 	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return nil, ErrMalformed
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || !WellFormed(token) {
+		return "", ErrMalformed
 	}
-	c, err := m.verifier.Verify(r.Context(), strings.TrimSpace(token))
+	return token, nil
+}
+
+func (m *Middleware) authenticate(r *http.Request, addr netip.Addr) (*caller.Caller, error) {
+	token, err := ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return nil, err
+	}
+	c, err := m.verifier.Verify(r.Context(), token)
 	if err != nil {
 		return nil, err
 	}

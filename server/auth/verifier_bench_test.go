@@ -13,7 +13,7 @@ import (
 	"github.com/reservekit/reservekit/server/ratelimit"
 )
 
-func benchKey(b *testing.B) (*auth.Verifier, string) {
+func benchKey(b testing.TB) (*auth.Verifier, string) {
 	database := dbtest.Open(b, dbtest.SQLite)
 	ctx := context.Background()
 	rate, burst := 1<<30, 1<<30
@@ -30,6 +30,19 @@ func benchKey(b *testing.B) (*auth.Verifier, string) {
 		b.Fatal(err)
 	}
 	return v, secret
+}
+
+// Verifying a cached key allocates nothing.
+func TestVerifyCachedAllocatesNothing(t *testing.T) {
+	v, secret := benchKey(t)
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(200, func() {
+		if _, err := v.Verify(ctx, secret); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("Verify of a cached key: %v allocations per call, want 0", n)
+	}
 }
 
 // BenchmarkVerifyCached is the key lookup of a cached key: format and

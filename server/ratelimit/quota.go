@@ -185,7 +185,7 @@ func (q *Quotas) Handler(next http.Handler) http.Handler {
 				retry := int(reset.Sub(q.now()).Seconds()) + 1
 				w.Header().Set("Retry-After", strconv.Itoa(retry))
 				respond.RequestError(w, r, http.StatusTooManyRequests, "api_limit_exceeded",
-					fmt.Sprintf("Monthly quota of %d requests exceeded; it resets at %s.", quota, reset.Format(time.RFC3339)),
+					fmt.Sprintf("Monthly quota of %d requests (cost units) exceeded; it resets at %s.", quota, reset.Format(time.RFC3339)),
 					map[string]any{"retryAfter": retry, "monthlyQuota": quota, "resetAt": reset.Format(time.RFC3339)})
 				return
 			}
