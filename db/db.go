@@ -42,7 +42,7 @@ type DB struct {
 	// Description says which database is in use, without secrets.
 	Description string
 	// OnEvent, when set, receives booking events committed on SQLite (see
-	// ListenEvents for Postgres).
+	// Listen for Postgres).
 	OnEvent func(*BookingEvent)
 }
 

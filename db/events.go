@@ -118,7 +118,7 @@ func id(n int64) string { return strconv.FormatInt(n, 10) }
 // delivery for every active webhook of the account that wants it, inside
 // tx: no change without its event, no event without its change. On Postgres
 // it also announces the event (on commit) to every instance, see
-// ListenEvents.
+// Listen.
 func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID int64, eventType string, bookings []*Booking) (*BookingEvent, error) {
 	var ids []int64
 	for _, b := range bookings {
@@ -180,7 +180,7 @@ func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID i
 }
 
 // published hands events committed on SQLite to OnEvent (on Postgres every
-// instance hears them through ListenEvents instead).
+// instance hears them through Listen instead).
 func (db *DB) published(events ...*BookingEvent) {
 	if db.postgres || db.OnEvent == nil {
 		return

@@ -64,83 +64,91 @@ func (db *DB) pollRevocations(ctx context.Context, interval time.Duration, onCha
 // channel is the name of a notification channel in this database's schema.
 func (db *DB) channel(name string) string { return name + db.channelSuffix }
 
-// ListenKeyChanges calls onChange with the hash of every key changed by any
-// instance, until ctx ends. onReset is called each time the listener
-// (re)connects, since changes made before it listened were not announced
-// to it.
+// Listeners are what Listen calls; a nil field is not listened for.
+type Listeners struct {
+	// KeyChanged receives the hash of every key revoked or rolled by any
+	// instance or the command line.
+	KeyChanged func(hash string)
+	// Listening is called each time the listener (re)connects: changes
+	// announced before that (at start, or while disconnected) were not
+	// heard, so whatever was cached on the strength of them must go.
+	Listening func()
+	// Event receives the notice of every booking event committed by any
+	// instance (Postgres; on SQLite events reach OnEvent in process).
+	// Events committed while the listener was disconnected are not replayed:
+	// subscriptions are live, webhooks read the outbox.
+	Event func(EventNotice)
+}
+
+// Listen delivers notifications to l until ctx ends. On Postgres it holds
+// one connection of its own, outside the pool, listening on every channel
+// l wants, and reconnects with backoff when it breaks (logErr hears why).
 // SQLite has no notifications, yet the command line of another process may
-// revoke a key: there it polls for revocations every second instead.
-func (db *DB) ListenKeyChanges(ctx context.Context, onChange func(hash string), onReset func(), logErr func(error)) {
+// revoke a key: there KeyChanged is fed by polling every second instead.
+func (db *DB) Listen(ctx context.Context, l Listeners, logErr func(error)) {
 	if !db.postgres {
-		db.pollRevocations(ctx, revocationPoll, onChange, logErr)
+		if l.KeyChanged != nil {
+			db.pollRevocations(ctx, revocationPoll, l.KeyChanged, logErr)
+		}
 		return
 	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := db.listen(ctx, keyChannel, onChange, onReset)
-		if ctx.Err() != nil {
-			return
-		}
-		logErr(fmt.Errorf("listen for key changes: %w", err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+	handlers := map[string]func(payload string){}
+	if l.KeyChanged != nil {
+		handlers[db.channel(keyChannel)] = l.KeyChanged
 	}
-}
-
-// listen runs LISTEN on a connection of its own and then calls onListening: changes made before that
-// (at start, or while disconnected) were not heard, so whatever was cached
-// then must go.
-func (db *DB) listen(ctx context.Context, channel string, onChange func(payload string), onListening func()) error {
-	conn, err := pgx.Connect(ctx, db.listenURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.channel(channel)}.Sanitize()); err != nil {
-		return err
-	}
-	onListening()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		onChange(n.Payload)
-	}
-}
-
-// ListenEvents calls onNotice with the notice of every booking event
-// committed by any instance, until ctx ends (Postgres; on SQLite events
-// reach OnEvent in process and this returns at once). Events committed
-// while the listener was disconnected are not replayed: subscriptions are
-// live, webhooks read the outbox.
-func (db *DB) ListenEvents(ctx context.Context, onNotice func(EventNotice), logErr func(error)) {
-	if !db.postgres {
-		return
-	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := db.listen(ctx, eventChannel, func(payload string) {
+	if l.Event != nil {
+		handlers[db.channel(eventChannel)] = func(payload string) {
 			n, err := parseEventNotice(payload)
 			if err != nil {
 				logErr(err)
 				return
 			}
-			onNotice(n)
-		}, func() {})
+			l.Event(n)
+		}
+	}
+	if len(handlers) == 0 {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := db.listen(ctx, handlers, l.Listening)
 		if ctx.Err() != nil {
 			return
 		}
-		logErr(fmt.Errorf("listen for booking events: %w", err))
+		logErr(fmt.Errorf("listen for notifications: %w", err))
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// listen runs LISTEN on a connection of its own for every channel of
+// handlers, calls onListening (when set), then dispatches notifications
+// until the connection or ctx ends.
+func (db *DB) listen(ctx context.Context, handlers map[string]func(payload string), onListening func()) error {
+	conn, err := pgx.Connect(ctx, db.listenURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for channel := range handlers {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	if onListening != nil {
+		onListening()
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if h := handlers[n.Channel]; h != nil {
+			h(n.Payload)
+		}
 	}
 }

@@ -342,17 +342,6 @@ func TestCLIPostgres(t *testing.T) {
 	if !auth.WellFormed(secret) {
 		t.Fatalf("keys create printed %q", secret)
 	}
-	// --plan applies to a new account only, and is checked either way.
-	if line := c.fails("keys", "create", "--account", "acme", "--plan", "growth"); !strings.Contains(line, "accounts update") {
-		t.Errorf("--plan on an existing account: %q", line)
-	}
-	if line := c.fails("keys", "create", "--account", "newco", "--plan", "bogus"); !strings.Contains(line, "--plan") {
-		t.Errorf("bad --plan: %q", line)
-	}
-	if line := c.fails("keys", "list", "--account", "acme", "extra"); !strings.Contains(line, `"extra"`) {
-		t.Errorf("keys list with an extra argument: %q", line)
-	}
-
 	list := c.ok("keys", "list", "--account", "acme")
 	if secretRE.MatchString(list) || !strings.Contains(list, auth.DisplayPrefix(secret)) {
 		t.Fatalf("keys list: %s", list)

@@ -56,10 +56,12 @@ func Open(t testing.TB, dialect string) *db.DB {
 		t.Fatalf("open %s: %v", dialect, err)
 	}
 	if dialect == Postgres {
-		// Tests of several packages run at once, each with its own pool:
-		// the production pool of 20 would exhaust max_connections (100).
+		// Tests of several packages run at once, each with its own pool,
+		// and parallel subtests wait for their turn with their database
+		// open: the production pool of 20 would exhaust max_connections
+		// (100), and so would idle connections kept by every waiting test.
 		database.DB.DB.SetMaxOpenConns(testPostgresConns)
-		database.DB.DB.SetMaxIdleConns(testPostgresConns)
+		database.DB.DB.SetMaxIdleConns(1)
 	}
 	t.Cleanup(func() { database.Close() })
 	if err := database.Migrate(ctx); err != nil {
@@ -87,20 +89,14 @@ func PostgresURL(t testing.TB) string {
 func postgresSchema(t testing.TB) string {
 	t.Helper()
 	base := PostgresURL(t)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	admin.SetMaxOpenConns(1)
-	t.Cleanup(func() { admin.Close() })
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "t_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+	if err := adminExec(base, "CREATE SCHEMA "+schema); err != nil {
 		t.Fatalf("postgres unreachable at TEST_POSTGRES_URL: %v", err)
 	}
 	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+		if err := adminExec(base, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			t.Logf("drop schema %s: %v", schema, err)
 		}
 	})
@@ -112,4 +108,16 @@ func postgresSchema(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// adminExec runs one statement on a connection of its own, closed at once
+// (tests waiting for their turn hold no connection for it).
+func adminExec(url, stmt string) error {
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	_, err = admin.Exec(stmt)
+	return err
 }

@@ -207,18 +207,15 @@ func New(database *db.DB, cfg Config) *App {
 		}
 		a.Events.Publish(ev)
 	}
+	listeners := a.Verifier.Listeners()
+	listeners.Event = onNotice
 	jobs.Go(func() {
-		database.ListenEvents(ctx, onNotice, func(err error) {
-			cfg.Log.Warn("booking event notifications interrupted; reconnecting", "err", err)
+		database.Listen(ctx, listeners, func(err error) {
+			cfg.Log.Warn("notifications interrupted; reconnecting (the key cache is purged then)", "err", err)
 		})
 	})
 	// Run returns once in-flight attempts are recorded.
 	jobs.Go(func() { a.Webhooks.Run(ctx) })
-	jobs.Go(func() {
-		a.Verifier.ListenForChanges(ctx, func(err error) {
-			cfg.Log.Warn("key change notifications interrupted; cache purged on reconnect", "err", err)
-		})
-	})
 	go func() {
 		jobs.Wait()
 		close(a.done)

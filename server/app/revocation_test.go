@@ -175,7 +175,7 @@ func TestRevocationBeforeListenerConnects(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		v.ListenForChanges(lctx, func(err error) { t.Logf("listener: %v", err) })
+		database.Listen(lctx, v.Listeners(), func(err error) { t.Logf("listener: %v", err) })
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

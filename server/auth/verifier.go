@@ -58,7 +58,7 @@ type Verifier struct {
 
 // NewVerifier returns a verifier caching up to size keys for ttl. Revoked and
 // rolled keys are evicted at once on this instance (and, through
-// ListenForChanges, on the others); expiry is checked on every request.
+// Listeners, on the others); expiry is checked on every request.
 func NewVerifier(database *db.DB, size int, ttl time.Duration) *Verifier {
 	return &Verifier{
 		db: database, cache: expirable.NewLRU[digest, *caller.Caller](size, nil, ttl),
@@ -123,10 +123,11 @@ func (v *Verifier) Evict(hexHash string) {
 	}
 }
 
-// ListenForChanges evicts keys revoked or rolled by other instances sharing
-// the database until ctx ends (Postgres LISTEN/NOTIFY; a no-op on SQLite).
-func (v *Verifier) ListenForChanges(ctx context.Context, logErr func(error)) {
-	v.db.ListenKeyChanges(ctx, v.Evict, v.cache.Purge, logErr)
+// Listeners keep the cache true to changes made elsewhere (other
+// instances, the command line), for db.Listen: a changed key is evicted,
+// and the whole cache is dropped whenever the listener (re)connects.
+func (v *Verifier) Listeners() db.Listeners {
+	return db.Listeners{KeyChanged: v.Evict, Listening: v.cache.Purge}
 }
 
 // Revoke revokes a key and evicts it from the cache so it fails at once.
