@@ -19,7 +19,7 @@ func TestRedactHidesPasswords(t *testing.T) {
 	for raw, want := range map[string]string{
 		"postgres://u:hunter2@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
 		"postgres://u@h/db?password=hunter2&sslmode=off": "postgres://u@h/db?password=xxxxx&sslmode=off",
-		"postgresql://h/db":                               "postgresql://h/db",
+		"postgresql://h/db": "postgresql://h/db",
 	} {
 		if got := redact(raw); got != want {
 			t.Errorf("redact(%q) = %q, want %q", raw, got, want)
