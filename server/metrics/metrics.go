@@ -33,7 +33,6 @@ type Sources struct {
 	DB             *sql.DB
 	DroppedLogs    func() int64
 	RedisFallbacks func() int64
-	ActiveRequests func() int64
 	// WebhookQueue is the number of deliveries waiting (read at scrape time).
 	WebhookQueue func() int64
 	// Subscriptions is the number of open GraphQL subscriptions.

@@ -31,12 +31,6 @@ type FallbackCounter struct {
 
 var _ httprate.LimitCounter = (*FallbackCounter)(nil)
 
-// NewFallbackCounter wraps r with an in-process counter for r's window.
-// Only WithRetryInterval of opts applies. A nil log means slog.Default().
-func NewFallbackCounter(r *RedisCounter, log *slog.Logger, opts ...RedisOption) *FallbackCounter {
-	return newFallbackCounter(r, newFallbackState(log, newRedisConfig(opts).retry))
-}
-
 func newFallbackCounter(r *RedisCounter, state *fallbackState) *FallbackCounter {
 	return &FallbackCounter{redis: r, local: httprate.NewLocalLimitCounter(r.window), state: state}
 }
@@ -80,14 +74,6 @@ func (f *FallbackCounter) Get(key string, currentWindow, previousWindow time.Tim
 	f.state.fallbacks.Add(1)
 	return f.local.Get(key, currentWindow, previousWindow)
 }
-
-// Fallbacks is how many calls (Get or IncrementBy) were served in process
-// because Redis failed or an outage was in progress. Counters made by one
-// RedisCounters share this number.
-func (f *FallbackCounter) Fallbacks() int64 { return f.state.fallbacks.Load() }
-
-// Degraded reports whether an outage is in progress.
-func (f *FallbackCounter) Degraded() bool { return f.state.downSince.Load() != 0 }
 
 // RedisCounters makes the FallbackCounters of one server, one per window
 // length, sharing a Redis client and one outage state: an outage is logged

@@ -59,15 +59,6 @@ func WithRedisTimeout(d time.Duration) RedisOption {
 	}
 }
 
-// WithRetryInterval replaces DefaultRetryInterval (values <= 0 are ignored).
-func WithRetryInterval(d time.Duration) RedisOption {
-	return func(c *redisConfig) {
-		if d > 0 {
-			c.retry = d
-		}
-	}
-}
-
 // RedisCounter is an httprate.LimitCounter whose counts live in Redis, so
 // every replica of the server draws from the same budget. Each window of
 // each key is one Redis integer,
