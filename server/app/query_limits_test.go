@@ -337,67 +337,73 @@ func usageLimitsFixture(t *testing.T, database *db.DB, cfg *app.Config) (e *appt
 
 func TestQueryCostValues(t *testing.T) {
 	t.Parallel()
-	e, key, s := usageLimitsFixture(t, dbtest.Open(t, dbtest.SQLite), nil)
-	id := map[string]any{"id": s.ID}
-	cases := []struct {
-		name  string
-		query string
-		vars  map[string]any
-		want  int
-	}{
-		{"connection nodes, first 5", `{ services(first: 5) { nodes { id } } }`, nil, 1 + 5*1},
-		{"connection, default first 20", `{ services { nodes { id name } } }`, nil, 1 + 20*1},
-		{"first from a variable", `query($n: Int) { services(first: $n) { totalCount nodes { id } } }`, map[string]any{"n": 7}, 1 + 7*1},
-		{"edges and pageInfo", `{ services(first: 3) { edges { cursor node { id timeSlots { id } } } pageInfo { hasNextPage } } }`, nil,
-			1 + 3*(1+1) + 1},
-		{"nested bookings", `{ bookings(first: 10) { totalCount nodes { id date service { id name } timeSlot { id startTime } customer { id email } } } }`, nil,
-			1 + 10*(1+1+1+1)},
-		{"connection in a connection", `{ services(first: 2) { nodes { id bookings(first: 3) { nodes { id } } } } }`, nil,
-			1 + 2*(1+(1+3*1))},
-		{"plain list of objects", `query($id: ID!) { service(id: $id) { id timeSlots { id service { id } } } }`, id,
-			1 + (1 + 10*1)}, // lists weigh 10,
-		{"fragment", `{ services(first: 2) { ...Page } } fragment Page on ServiceConnection { nodes { id } }`, nil, 1 + 2*1},
-		{"objects", `{ viewer { account { name } apiKey { id } } }`, nil, 1 + 1 + 1},
-		{"scalars and introspection are free", `{ __typename }`, nil, 0},
-		{"mutation", usageCreateService, map[string]any{"input": map[string]any{"name": "Costed", "timezone": "UTC"}},
-			10 + 1 + 1}, // each mutation root field +10
-		{"two mutation root fields", usageAliasedCreates(2), nil, 2 * (10 + 1)},
-	}
-	for _, c := range cases {
-		r := e.Do(key, c.query, c.vars)
-		if r.Status != http.StatusOK || len(r.Errors) > 0 {
-			t.Errorf("%s: HTTP %d: %s", c.name, r.Status, r.Raw)
-			continue
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e, key, s := usageLimitsFixture(t, database, nil)
+		id := map[string]any{"id": s.ID}
+		cases := []struct {
+			name  string
+			query string
+			vars  map[string]any
+			want  int
+		}{
+			{"connection nodes, first 5", `{ services(first: 5) { nodes { id } } }`, nil, 1 + 5*1},
+			{"connection, default first 20", `{ services { nodes { id name } } }`, nil, 1 + 20*1},
+			{"first from a variable", `query($n: Int) { services(first: $n) { totalCount nodes { id } } }`, map[string]any{"n": 7}, 1 + 7*1},
+			{"edges and pageInfo", `{ services(first: 3) { edges { cursor node { id timeSlots { id } } } pageInfo { hasNextPage } } }`, nil,
+				1 + 3*(1+1) + 1},
+			{"nested bookings", `{ bookings(first: 10) { totalCount nodes { id date service { id name } timeSlot { id startTime } customer { id email } } } }`, nil,
+				1 + 10*(1+1+1+1)},
+			{"connection in a connection", `{ services(first: 2) { nodes { id bookings(first: 3) { nodes { id } } } } }`, nil,
+				1 + 2*(1+(1+3*1))},
+			{"plain list of objects", `query($id: ID!) { service(id: $id) { id timeSlots { id service { id } } } }`, id,
+				1 + (1 + 10*1)}, // lists weigh 10,
+			{"fragment", `{ services(first: 2) { ...Page } } fragment Page on ServiceConnection { nodes { id } }`, nil, 1 + 2*1},
+			{"objects", `{ viewer { account { name } apiKey { id } } }`, nil, 1 + 1 + 1},
+			{"scalars and introspection are free", `{ __typename }`, nil, 0},
+			{"mutation", usageCreateService, map[string]any{"input": map[string]any{"name": "Costed", "timezone": "UTC"}},
+				10 + 1 + 1}, // each mutation root field +10
+			{"two mutation root fields", usageAliasedCreates(2), nil, 2 * (10 + 1)},
 		}
-		if got := usageRequestedCost(t, r.Raw); got != c.want {
-			t.Errorf("%s: extensions.cost.requested = %d, want %d", c.name, got, c.want)
+		for _, c := range cases {
+			r := e.Do(key, c.query, c.vars)
+			if r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Errorf("%s: HTTP %d: %s", c.name, r.Status, r.Raw)
+				continue
+			}
+			if got := usageRequestedCost(t, r.Raw); got != c.want {
+				t.Errorf("%s: extensions.cost.requested = %d, want %d", c.name, got, c.want)
+			}
 		}
-	}
 
-	// Failed operations carry their cost too.
-	r := e.Do(key, `query($id: ID!) { service(id: $id) { id } booking(id: "999999") { id } big: services(first: 101) { nodes { id } } }`, id)
-	if len(r.Errors) == 0 {
-		t.Fatalf("services(first: 101) did not fail: %s", r.Raw)
-	}
-	if got := usageRequestedCost(t, r.Raw); got != 1+1+(1+101) {
-		t.Errorf("failed operation: cost %d, want %d: %s", got, 1+1+(1+101), r.Raw)
-	}
+		// Failed operations carry their cost too.
+		r := e.Do(key, `query($id: ID!) { service(id: $id) { id } booking(id: "999999") { id } big: services(first: 101) { nodes { id } } }`, id)
+		if len(r.Errors) == 0 {
+			t.Fatalf("services(first: 101) did not fail: %s", r.Raw)
+		}
+		if got := usageRequestedCost(t, r.Raw); got != 1+1+(1+101) {
+			t.Errorf("failed operation: cost %d, want %d: %s", got, 1+1+(1+101), r.Raw)
+		}
+	})
 }
 
 func TestQueryFirstOver100Refused(t *testing.T) {
 	t.Parallel()
-	e, key, _ := usageLimitsFixture(t, dbtest.Open(t, dbtest.SQLite), nil)
-	r := e.Do(key, `{ services(first: 101) { nodes { id } } }`, nil)
-	if r.Code() != db.CodeInvalidFieldFormat || r.Field() != "first" {
-		t.Fatalf("first: 101: code %q field %q, want %s on first: %s", r.Code(), r.Field(), db.CodeInvalidFieldFormat, r.Raw)
-	}
-	r = e.Do(key, `{ bookings(first: 500) { nodes { id } } }`, nil)
-	if r.Code() != db.CodeInvalidFieldFormat || r.Field() != "first" {
-		t.Fatalf("bookings(first: 500): code %q field %q: %s", r.Code(), r.Field(), r.Raw)
-	}
-	if r := e.Do(key, `{ services(first: 100) { nodes { id } } }`, nil); len(r.Errors) > 0 {
-		t.Fatalf("first: 100 refused: %s", r.Raw)
-	}
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e, key, _ := usageLimitsFixture(t, database, nil)
+		r := e.Do(key, `{ services(first: 101) { nodes { id } } }`, nil)
+		if r.Code() != db.CodeInvalidFieldFormat || r.Field() != "first" {
+			t.Fatalf("first: 101: code %q field %q, want %s on first: %s", r.Code(), r.Field(), db.CodeInvalidFieldFormat, r.Raw)
+		}
+		r = e.Do(key, `{ bookings(first: 500) { nodes { id } } }`, nil)
+		if r.Code() != db.CodeInvalidFieldFormat || r.Field() != "first" {
+			t.Fatalf("bookings(first: 500): code %q field %q: %s", r.Code(), r.Field(), r.Raw)
+		}
+		if r := e.Do(key, `{ services(first: 100) { nodes { id } } }`, nil); len(r.Errors) > 0 {
+			t.Fatalf("first: 100 refused: %s", r.Raw)
+		}
+	})
 }
 
 func TestQueryOverMaxCostRefused(t *testing.T) {
@@ -467,25 +473,28 @@ func TestQueryCustomMaxCost(t *testing.T) {
 
 func TestQueryDepthLimit(t *testing.T) {
 	t.Parallel()
-	e, key, s := usageLimitsFixture(t, dbtest.Open(t, dbtest.SQLite), nil)
-	vars := map[string]any{"id": s.ID}
-	for depth := 1; depth <= 10; depth++ {
-		r := e.Do(key, usageDeepQuery(depth), vars)
-		if r.Status != http.StatusOK || len(r.Errors) > 0 {
-			t.Fatalf("depth %d refused: %s\n%s", depth, r.Raw, usageDeepQuery(depth))
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e, key, s := usageLimitsFixture(t, database, nil)
+		vars := map[string]any{"id": s.ID}
+		for depth := 1; depth <= 10; depth++ {
+			r := e.Do(key, usageDeepQuery(depth), vars)
+			if r.Status != http.StatusOK || len(r.Errors) > 0 {
+				t.Fatalf("depth %d refused: %s\n%s", depth, r.Raw, usageDeepQuery(depth))
+			}
 		}
-	}
-	// The depth-10 query really reaches the bottom: service → booking →
-	// service → booking → service → booking(s).
-	var deep struct {
-		Service struct {
-			Bookings struct {
-				Nodes []struct {
-					Service struct {
-						Bookings struct {
-							Nodes []struct {
-								Service struct {
-									Bookings struct{ Nodes []struct{ ID string } }
+		// The depth-10 query really reaches the bottom: service → booking →
+		// service → booking → service → booking(s).
+		var deep struct {
+			Service struct {
+				Bookings struct {
+					Nodes []struct {
+						Service struct {
+							Bookings struct {
+								Nodes []struct {
+									Service struct {
+										Bookings struct{ Nodes []struct{ ID string } }
+									}
 								}
 							}
 						}
@@ -493,26 +502,26 @@ func TestQueryDepthLimit(t *testing.T) {
 				}
 			}
 		}
-	}
-	e.MustData(key, usageDeepQuery(9), vars, &deep)
-	if n := deep.Service.Bookings.Nodes; len(n) != 1 || len(n[0].Service.Bookings.Nodes) != 1 ||
-		len(n[0].Service.Bookings.Nodes[0].Service.Bookings.Nodes) != 1 {
-		t.Fatalf("depth-9 query did not resolve every level: %+v", deep)
-	}
+		e.MustData(key, usageDeepQuery(9), vars, &deep)
+		if n := deep.Service.Bookings.Nodes; len(n) != 1 || len(n[0].Service.Bookings.Nodes) != 1 ||
+			len(n[0].Service.Bookings.Nodes[0].Service.Bookings.Nodes) != 1 {
+			t.Fatalf("depth-9 query did not resolve every level: %+v", deep)
+		}
 
-	for _, depth := range []int{11, 12, 20} {
-		r := e.Do(key, usageDeepQuery(depth), vars)
-		usageWantRefused(t, r, "query_too_deep", map[string]int{"depth": depth, "maxDepth": 10})
-	}
+		for _, depth := range []int{11, 12, 20} {
+			r := e.Do(key, usageDeepQuery(depth), vars)
+			usageWantRefused(t, r, "query_too_deep", map[string]int{"depth": depth, "maxDepth": 10})
+		}
 
-	// A custom maximum.
-	e4 := newEnv(t, dbtest.Open(t, dbtest.SQLite), &app.Config{GraphQL: graph.Limits{MaxDepth: 4}})
-	key4 := e4.Account("shallow")
-	if r := e4.Do(key4, usageDeepQuery(4), map[string]any{"id": "1"}); len(r.Errors) > 0 {
-		t.Fatalf("depth 4 under a maximum of 4: %s", r.Raw)
-	}
-	usageWantRefused(t, e4.Do(key4, usageDeepQuery(5), map[string]any{"id": "1"}), "query_too_deep",
-		map[string]int{"depth": 5, "maxDepth": 4})
+		// A custom maximum.
+		e4 := newEnv(t, database, &app.Config{GraphQL: graph.Limits{MaxDepth: 4}})
+		key4 := e4.Account("shallow-" + t.Name())
+		if r := e4.Do(key4, usageDeepQuery(4), map[string]any{"id": "1"}); len(r.Errors) > 0 {
+			t.Fatalf("depth 4 under a maximum of 4: %s", r.Raw)
+		}
+		usageWantRefused(t, e4.Do(key4, usageDeepQuery(5), map[string]any{"id": "1"}), "query_too_deep",
+			map[string]int{"depth": 5, "maxDepth": 4})
+	})
 }
 
 // GraphiQL's introspection query nests ofType far deeper than MaxDepth; it
@@ -550,31 +559,34 @@ func TestIntrospectionQueryAllowed(t *testing.T) {
 
 func TestQueryAliasLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.Open(t, dbtest.SQLite), nil)
-	key := e.Account("aliases")
-	r := e.Do(key, usageAliases(30), nil)
-	if r.Status != http.StatusOK || len(r.Errors) > 0 {
-		t.Fatalf("30 aliases refused: %s", r.Raw)
-	}
-	var data map[string]json.RawMessage
-	r.Decode(t, &data)
-	if len(data) != 30 {
-		t.Fatalf("30 aliases answered %d fields", len(data))
-	}
-	usageWantRefused(t, e.Do(key, usageAliases(31), nil), "too_many_aliases", map[string]int{"aliases": 31, "maxAliases": 30})
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e := newEnv(t, database, nil)
+		key := e.Account("aliases")
+		r := e.Do(key, usageAliases(30), nil)
+		if r.Status != http.StatusOK || len(r.Errors) > 0 {
+			t.Fatalf("30 aliases refused: %s", r.Raw)
+		}
+		var data map[string]json.RawMessage
+		r.Decode(t, &data)
+		if len(data) != 30 {
+			t.Fatalf("30 aliases answered %d fields", len(data))
+		}
+		usageWantRefused(t, e.Do(key, usageAliases(31), nil), "too_many_aliases", map[string]int{"aliases": 31, "maxAliases": 30})
 
-	// Aliases count wherever they are, fragments included.
-	r = e.Do(key, `{ viewer { `+usageAliasList("a", 20, "__typename")+` } ...More }
-		fragment More on Query { `+usageAliasList("b", 11, "__typename")+` }`, nil)
-	usageWantRefused(t, r, "too_many_aliases", map[string]int{"aliases": 31, "maxAliases": 30})
+		// Aliases count wherever they are, fragments included.
+		r = e.Do(key, `{ viewer { `+usageAliasList("a", 20, "__typename")+` } ...More }
+			fragment More on Query { `+usageAliasList("b", 11, "__typename")+` }`, nil)
+		usageWantRefused(t, r, "too_many_aliases", map[string]int{"aliases": 31, "maxAliases": 30})
 
-	// A custom maximum.
-	e5 := newEnv(t, dbtest.Open(t, dbtest.SQLite), &app.Config{GraphQL: graph.Limits{MaxAliases: 5}})
-	key5 := e5.Account("few")
-	if r := e5.Do(key5, usageAliases(5), nil); len(r.Errors) > 0 {
-		t.Fatalf("5 aliases under a maximum of 5: %s", r.Raw)
-	}
-	usageWantRefused(t, e5.Do(key5, usageAliases(6), nil), "too_many_aliases", map[string]int{"aliases": 6, "maxAliases": 5})
+		// A custom maximum.
+		e5 := newEnv(t, database, &app.Config{GraphQL: graph.Limits{MaxAliases: 5}})
+		key5 := e5.Account("few")
+		if r := e5.Do(key5, usageAliases(5), nil); len(r.Errors) > 0 {
+			t.Fatalf("5 aliases under a maximum of 5: %s", r.Raw)
+		}
+		usageWantRefused(t, e5.Do(key5, usageAliases(6), nil), "too_many_aliases", map[string]int{"aliases": 6, "maxAliases": 5})
+	})
 }
 
 func TestBatchedRequests(t *testing.T) {
