@@ -502,3 +502,26 @@ func TestAPILogsScopesAndAccounts(t *testing.T) {
 		}
 	})
 }
+
+// With the default settings a request shows in apiLogs within two seconds.
+func TestAPILogsVisibleSoonByDefault(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e := newEnv(t, database, nil)
+		key := e.Account("acme")
+		start := time.Now()
+		e.MustData(key, `query Probe { viewer { account { name } } }`, nil, &struct{}{})
+		for {
+			page := usageLogs(t, e, key, map[string]any{"operationName": "Probe"})
+			if len(page.Nodes) == 1 {
+				t.Logf("logged request visible after %v", time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("the request is not in apiLogs 2 s later")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}

@@ -2,7 +2,9 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -520,4 +522,58 @@ func mustAccountOf(t *testing.T, database *db.DB, keyID string) int64 {
 		t.Fatalf("account of key %s: %v", keyID, err)
 	}
 	return accountID
+}
+
+// The audit trail pages newest first and records a revocation through the
+// API with the revoking key's prefix, on both dialects.
+func TestAuditEventsPages(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e := newEnv(t, database, nil)
+		admin := e.Account("acme")
+		_, adminPrefix := lcSelf(t, e, admin)
+		var created []lcCreated
+		for i := range 3 {
+			created = append(created, lcCreateKey(t, e, admin, map[string]any{"name": fmt.Sprintf("k%d", i)}))
+		}
+		e.MustData(admin, revokeKey, map[string]any{"id": created[1].APIKey.ID}, &struct{}{})
+		all := lcAudit(t, e, admin)
+		ev := lcFindAudit(t, all, db.AuditKeyRevoked, lcKeyTarget(created[1].APIKey.ID))
+		if ev.ActorKeyPrefix != adminPrefix {
+			t.Fatalf("api_key.revoked actor %q, want %q", ev.ActorKeyPrefix, adminPrefix)
+		}
+		// Pages of 2 give the same events in the same order.
+		var paged []lcAuditEvent
+		var after any
+		for page := 0; ; page++ {
+			var out struct {
+				AuditEvents struct {
+					TotalCount int
+					Nodes      []lcAuditEvent
+					PageInfo   struct {
+						HasNextPage bool
+						EndCursor   *string
+					}
+				}
+			}
+			e.MustData(admin, `query($after: String) { auditEvents(first: 2, after: $after) {
+				totalCount nodes { id action actorKeyPrefix target occurredAt } pageInfo { hasNextPage endCursor } } }`,
+				map[string]any{"after": after}, &out)
+			if out.AuditEvents.TotalCount != len(all) || len(out.AuditEvents.Nodes) > 2 {
+				t.Fatalf("page %d: totalCount %d, %d nodes; want %d in all", page, out.AuditEvents.TotalCount, len(out.AuditEvents.Nodes), len(all))
+			}
+			paged = append(paged, out.AuditEvents.Nodes...)
+			if !out.AuditEvents.PageInfo.HasNextPage {
+				break
+			}
+			after = *out.AuditEvents.PageInfo.EndCursor
+		}
+		if !reflect.DeepEqual(paged, all) {
+			t.Fatalf("paged %+v\nwhole %+v", paged, all)
+		}
+		if all[0].Action != db.AuditKeyRevoked || all[len(all)-1].Action != db.AuditKeyCreated {
+			t.Fatalf("not newest first: %+v", all)
+		}
+	})
 }
