@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,10 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/db/dbtest"
 	"github.com/reservekit/reservekit/server/app"
 	"github.com/reservekit/reservekit/server/app/apptest"
+	"github.com/reservekit/reservekit/server/ratelimit"
 )
 
 // prodGet GETs path from the server without a key.
@@ -541,4 +545,84 @@ func TestAutomaticPersistedQueries(t *testing.T) {
 			t.Fatalf("query not matching its hash: HTTP %d %s", r.Status, r.Raw)
 		}
 	})
+}
+
+// The gauges and counters of the background parts: pending webhook
+// deliveries, open subscriptions, quota refusals.
+func TestMetricsOfBackgroundParts(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e := newEnv(t, database, &app.Config{WebhookAllowPrivate: true, WebhookRetry: []time.Duration{time.Hour}})
+		key := e.Account("acme")
+		gauge := func(name string) float64 { return prodValue(t, prodMetrics(t, e), name, nil) }
+		eventually := func(what string, ok func() bool) {
+			t.Helper()
+			for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("timed out waiting for %s", what)
+				}
+			}
+		}
+		if q, s := gauge("reservekit_webhook_queue_depth"), gauge("reservekit_subscriptions"); q != 0 || s != 0 {
+			t.Fatalf("at start: queue %v, subscriptions %v", q, s)
+		}
+
+		// Two bookings for a webhook nobody answers: two deliveries wait.
+		mustCreateWebhook(t, e, key, map[string]any{"url": "http://127.0.0.1:1/hook", "events": []string{"bookings.create"}})
+		s := mustCreateService(t, e, key, "UTC", slotIn(3, "09:00", "10:00", 10))
+		wednesday := nextDate("UTC", time.Wednesday)
+		mustBook(t, e, key, s.TimeSlots[0].ID, wednesday, "a@example.com")
+		mustBook(t, e, key, s.TimeSlots[0].ID, wednesday, "b@example.com")
+		if q := gauge("reservekit_webhook_queue_depth"); q != 2 {
+			t.Fatalf("reservekit_webhook_queue_depth = %v, want 2", q)
+		}
+
+		// An open subscription counts while it lasts.
+		c := wsDial(t, e.Server.URL, bearer(key), nil)
+		c.ack()
+		c.subscribe("1", subBookingEvents, nil)
+		eventually("reservekit_subscriptions = 1", func() bool { return gauge("reservekit_subscriptions") == 1 })
+		c.send(wsMsg{ID: "1", Type: "complete"})
+		eventually("reservekit_subscriptions = 0", func() bool { return gauge("reservekit_subscriptions") == 0 })
+
+		// A monthly quota of 2: the third request is refused and counted.
+		quotaKey, _ := usageQuotaAccount(t, e, "quota-"+t.Name(), 2)
+		refused := 0
+		for range 4 {
+			if r := e.Do(quotaKey, viewerQuery, nil); r.Code() == "api_limit_exceeded" {
+				refused++
+			}
+		}
+		if refused == 0 {
+			t.Fatal("a quota of 2 refused none of 4 requests")
+		}
+		if got := prodValue(t, prodMetrics(t, e), "reservekit_refused_total", map[string]string{"code": "api_limit_exceeded"}); got != float64(refused) {
+			t.Fatalf(`reservekit_refused_total{code="api_limit_exceeded"} = %v, want %d`, got, refused)
+		}
+	})
+}
+
+// With Redis unreachable, requests are served with in-process counters,
+// and /metrics counts every fallback.
+func TestMetricsRedisFallbacks(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer client.Close()
+	set := ratelimit.NewRedisCounterSet(client, slog.New(slog.DiscardHandler))
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLite), &app.Config{RateCounters: set.New, RedisFallbacks: set.Fallbacks})
+	key := e.Account("acme")
+	for range 3 {
+		wantOK(t, e, key, "acme")
+	}
+	got := prodValue(t, prodMetrics(t, e), "reservekit_ratelimit_redis_fallbacks_total", nil)
+	if got < 3 || got != float64(set.Fallbacks()) {
+		t.Fatalf("reservekit_ratelimit_redis_fallbacks_total = %v after 3 requests with Redis down (counter set: %d)", got, set.Fallbacks())
+	}
 }
