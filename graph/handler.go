@@ -71,7 +71,8 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 	} else {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	persistedQueries := lru.New[string](1000)
+	srv.Use(extension.AutomaticPersistedQuery{Cache: persistedQueries})
 	srv.Use(limitsExtension{limits})
 	srv.AroundResponses(addCostExtension)
 	srv.AroundOperations(subscriptionLoaders(r.DB))
@@ -112,7 +113,7 @@ func NewHandler(r *Resolver, log *slog.Logger, opts Options) http.Handler {
 			if !checkGet(w, req) {
 				return
 			}
-			if isMutation(req) {
+			if isMutation(req, persistedQueries) {
 				w.Header().Set("Allow", "POST")
 				respond.Error(w, http.StatusMethodNotAllowed, db.CodeInvalidRequest,
 					"Mutations must be sent with POST", nil)
@@ -172,9 +173,26 @@ func (b *bufferedResponse) WriteHeader(int)             {}
 
 // isMutation reports whether a GET request asks for a mutation, which the
 // GraphQL-over-HTTP specification answers with 405.
-func isMutation(req *http.Request) bool {
+func isMutation(req *http.Request, persistedQueries *lru.LRU[string]) bool {
 	q := req.URL.Query()
-	doc, err := parser.ParseQuery(&ast.Source{Input: q.Get("query")})
+	query := q.Get("query")
+	if strings.TrimSpace(query) == "" {
+		// A persisted query sent by its hash: the one stored under it.
+		var ext struct {
+			PersistedQuery struct {
+				Hash string `json:"sha256Hash"`
+			} `json:"persistedQuery"`
+		}
+		if json.Unmarshal([]byte(q.Get("extensions")), &ext) != nil || ext.PersistedQuery.Hash == "" {
+			return false
+		}
+		stored, ok := persistedQueries.Get(req.Context(), ext.PersistedQuery.Hash)
+		if !ok {
+			return false // unknown: the executor answers PersistedQueryNotFound
+		}
+		query = stored
+	}
+	doc, err := parser.ParseQuery(&ast.Source{Input: query})
 	if err != nil {
 		return false // the executor reports the parse error
 	}

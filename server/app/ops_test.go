@@ -538,6 +538,25 @@ func TestAutomaticPersistedQueries(t *testing.T) {
 		req := request(t, e, http.MethodGet, "/graphql?"+url.Values{"extensions": {string(extJSON)}}.Encode(), nil, key)
 		wantData("GET with the hash only", e.Send(req))
 
+		// A mutation registered by POST cannot then run by its hash over
+		// GET: 405, as with its text, and nothing is created.
+		const mutation = `mutation { createService(input: {name: "By GET", timezone: "UTC"}) { id } }`
+		msum := sha256.Sum256([]byte(mutation))
+		mext, _ := json.Marshal(map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(msum[:])}})
+		mraw, _ := json.Marshal(map[string]any{"query": mutation, "extensions": json.RawMessage(mext)})
+		if r := prodMustPost(t, e, key, mraw); len(r.Errors) > 0 {
+			t.Fatalf("registering the mutation: %s", r.Raw)
+		}
+		r = e.Send(request(t, e, http.MethodGet, "/graphql?"+url.Values{"extensions": {string(mext)}}.Encode(), nil, key))
+		if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != "POST" {
+			t.Fatalf("persisted mutation over GET: HTTP %d %s, want 405", r.Status, r.Raw)
+		}
+		var count struct{ Services struct{ TotalCount int } }
+		e.MustData(key, `{ services { totalCount } }`, nil, &count)
+		if count.Services.TotalCount != 1 {
+			t.Fatalf("%d services, want the 1 created by POST", count.Services.TotalCount)
+		}
+
 		// A query that does not match its hash is refused.
 		wrong := map[string]any{"query": `{ viewer { apiKey { name } } }`, "extensions": ext}
 		raw, _ := json.Marshal(wrong)
