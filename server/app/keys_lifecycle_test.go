@@ -577,3 +577,25 @@ func TestAuditEventsPages(t *testing.T) {
 		}
 	})
 }
+
+// An expired key used in a loop is audited once a minute, not once per
+// request: every request still gets 401 "API key expired".
+func TestExpiredUseAuditedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLite), nil)
+	admin := e.Account("acme")
+	old := lcCreateKey(t, e, admin, map[string]any{"name": "old"})
+	lcMustRoll(t, e, admin, old.APIKey.ID, 0)
+	for range 5 {
+		wantHTTPError(t, e.Do(old.Secret, viewerQuery, nil), http.StatusUnauthorized, "api_key_expired", "API key expired")
+	}
+	n := 0
+	for _, ev := range lcAudit(t, e, admin) {
+		if ev.Action == db.AuditKeyExpiredUse && ev.Target == lcKeyTarget(old.APIKey.ID) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d api_key.expired_use events for 5 uses within a minute, want 1", n)
+	}
+}

@@ -54,6 +54,28 @@ type Verifier struct {
 
 	mu   sync.Mutex
 	used map[int64]time.Time // key id → last use, flushed by FlushLastUsed
+	// expiredUse is when each expired key's use was last audited: at most
+	// once a minute per key, so a client retrying an expired key in a loop
+	// costs no write per request.
+	expiredUse map[int64]time.Time
+}
+
+// expiredUseEvery is how often the use of one expired key is audited.
+const expiredUseEvery = time.Minute
+
+// firstExpiredUse reports whether the use of an expired key at now is the
+// first in expiredUseEvery, and so to be audited.
+func (v *Verifier) firstExpiredUse(keyID int64, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if last, ok := v.expiredUse[keyID]; ok && now.Sub(last) < expiredUseEvery {
+		return false
+	}
+	if len(v.expiredUse) > 10_000 { // bounded: forget, at worst audit again
+		clear(v.expiredUse)
+	}
+	v.expiredUse[keyID] = now
+	return true
 }
 
 // NewVerifier returns a verifier caching up to size keys for ttl. Revoked and
@@ -62,7 +84,7 @@ type Verifier struct {
 func NewVerifier(database *db.DB, size int, ttl time.Duration) *Verifier {
 	return &Verifier{
 		db: database, cache: expirable.NewLRU[digest, *caller.Caller](size, nil, ttl),
-		now: time.Now, used: map[int64]time.Time{},
+		now: time.Now, used: map[int64]time.Time{}, expiredUse: map[int64]time.Time{},
 	}
 }
 
@@ -85,8 +107,13 @@ func (v *Verifier) Verify(ctx context.Context, secret string) (*caller.Caller, e
 	}
 	now := v.now()
 	if exp := c.Key.ExpiresAt; exp != nil && !now.Before(*exp) {
-		if err := v.db.RecordAudit(ctx, c.AccountID(), c.Actor(), db.AuditKeyExpiredUse, "api_key:"+itoa(c.Key.ID)); err != nil {
-			return nil, err
+		if v.firstExpiredUse(c.Key.ID, now) {
+			if err := v.db.RecordAudit(ctx, c.AccountID(), c.Actor(), db.AuditKeyExpiredUse, "api_key:"+itoa(c.Key.ID)); err != nil {
+				v.mu.Lock()
+				delete(v.expiredUse, c.Key.ID) // record it next time
+				v.mu.Unlock()
+				return nil, err
+			}
 		}
 		return nil, ErrExpired
 	}
