@@ -111,7 +111,7 @@ func (db *DB) CreateBooking(ctx context.Context, accountID int64, in BookingInpu
 		if _, err = tx.NewInsert().Model(b).Exec(ctx); err != nil {
 			return err
 		}
-		ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingCreated, []*Booking{b})
+		ev, err = db.recordEvent(ctx, tx, accountID, b.ServiceID, EventBookingCreated, []*Booking{b}, customer)
 		return err
 	})
 	if err != nil {
@@ -121,6 +121,13 @@ func (db *DB) CreateBooking(ctx context.Context, accountID int64, in BookingInpu
 	return b, nil
 }
 
+// slotWithZone is a time slot read with its service's timezone.
+type slotWithZone struct {
+	bun.BaseModel `bun:"table:time_slots,alias:time_slot"`
+	TimeSlot      `bun:",extend"`
+	Timezone      string `bun:",scanonly"`
+}
+
 // checkOccurrence loads the slot and checks that the date falls on its
 // weekday and that the occurrence has not started, in the service's timezone.
 func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, date string) (*TimeSlot, error) {
@@ -128,12 +135,15 @@ func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, da
 	if err != nil {
 		return nil, err
 	}
-	slot := new(TimeSlot)
-	q := tx.NewSelect().Model(slot).Where("account_id = ? AND id = ?", accountID, slotID)
+	// The slot with its service's timezone, in one statement.
+	row := new(slotWithZone)
+	q := tx.NewSelect().Model(row).ColumnExpr("time_slot.*, s.timezone").
+		Join("JOIN services AS s ON s.id = time_slot.service_id").
+		Where("time_slot.account_id = ? AND time_slot.id = ?", accountID, slotID)
 	if tx.Dialect().Name() == dialect.PG {
 		// Held until commit, so that lowering maxBookings waits for the
 		// bookings taking seats with the old one (SQLite: one writer).
-		q = q.For("SHARE")
+		q = q.For("SHARE OF time_slot")
 	}
 	if err := q.Scan(ctx); err != nil {
 		if isNoRows(err) {
@@ -141,13 +151,10 @@ func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, da
 		}
 		return nil, err
 	}
+	slot, tz := &row.TimeSlot, row.Timezone
 	if int(d.Weekday()) != slot.DayOfWeek {
 		return nil, Errorf(CodeInvalidFieldFormat, "date", "date %s is a %s but time slot %d is on %s",
 			date, d.Weekday(), slot.ID, time.Weekday(slot.DayOfWeek))
-	}
-	var tz string
-	if err := tx.NewSelect().Model((*Service)(nil)).Column("timezone").Where("id = ?", slot.ServiceID).Scan(ctx, &tz); err != nil {
-		return nil, err
 	}
 	loc, err := LoadLocation(tz)
 	if err != nil {

@@ -119,14 +119,21 @@ func id(n int64) string { return strconv.FormatInt(n, 10) }
 // tx: no change without its event, no event without its change. On Postgres
 // it also announces the event (on commit) to every instance, see
 // Listen.
-func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID int64, eventType string, bookings []*Booking) (*BookingEvent, error) {
+// known are customers the caller has loaded already (nil ones are ignored);
+// the others are read.
+func (db *DB) recordEvent(ctx context.Context, tx bun.Tx, accountID, serviceID int64, eventType string, bookings []*Booking, known ...*Customer) (*BookingEvent, error) {
+	customers := map[int64]*Customer{}
+	for _, c := range known {
+		if c != nil {
+			customers[c.ID] = c
+		}
+	}
 	var ids []int64
 	for _, b := range bookings {
-		if b.CustomerID != nil {
+		if b.CustomerID != nil && customers[*b.CustomerID] == nil {
 			ids = append(ids, *b.CustomerID)
 		}
 	}
-	customers := map[int64]*Customer{}
 	if len(ids) > 0 {
 		var cs []*Customer
 		if err := tx.NewSelect().Model(&cs).Where("account_id = ? AND id IN (?)", accountID, bun.In(ids)).Scan(ctx); err != nil {
