@@ -22,6 +22,7 @@ import (
 	"github.com/reservekit/reservekit/server/app"
 	"github.com/reservekit/reservekit/server/auth"
 	"github.com/reservekit/reservekit/server/ratelimit"
+	"github.com/reservekit/reservekit/server/redact"
 	"github.com/reservekit/reservekit/server/secretbox"
 )
 
@@ -81,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	if getenv("LOG_FORMAT") == "json" {
 		h = slog.NewJSONHandler(stderr, nil)
 	}
-	c.log = slog.New(h)
+	c.log = slog.New(redact.NewHandler(h))
 	if err := c.dispatch(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

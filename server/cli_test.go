@@ -40,6 +40,9 @@ func (c *cliEnv) run(args ...string) (code int, stdout, stderr string) {
 	c.t.Helper()
 	var out, errOut bytes.Buffer
 	code = run(args, &out, &errOut, func(k string) string { return c.env[k] })
+	if s := secretRE.FindString(errOut.String()); s != "" {
+		c.t.Errorf("%v: a secret key (%s…) appears in the logs or errors on stderr", args, s[:len(auth.Prefix)+4])
+	}
 	return code, out.String(), errOut.String()
 }
 

@@ -130,6 +130,9 @@ func shutdownStartOn(t *testing.T, bin, dbPath, key string, env ...string) *shut
 			_ = s.cmd.Process.Kill()
 			<-s.exited
 		}
+		if k := shutdownKeyRE.FindString(s.stderr.String()); k != "" {
+			t.Errorf("a secret key (%s…) appears in the server's logs on stderr", k[:len("sk_rsv_")+4])
+		}
 		if t.Failed() {
 			t.Logf("server stdout:\n%s\nserver stderr:\n%s", shutdownRedact(s.stdout.String()), shutdownRedact(s.stderr.String()))
 		}

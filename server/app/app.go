@@ -27,6 +27,7 @@ import (
 	"github.com/reservekit/reservekit/server/events"
 	"github.com/reservekit/reservekit/server/metrics"
 	"github.com/reservekit/reservekit/server/ratelimit"
+	"github.com/reservekit/reservekit/server/redact"
 	"github.com/reservekit/reservekit/server/secretbox"
 	"github.com/reservekit/reservekit/server/webhooks"
 )
@@ -96,6 +97,8 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// Nothing the server logs may carry a secret, whoever put it there.
+	c.Log = slog.New(redact.NewHandler(c.Log.Handler()))
 	if c.AuthFailuresPerIP == 0 {
 		c.AuthFailuresPerIP = 30
 	}

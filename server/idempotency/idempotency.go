@@ -13,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/server/caller"
+	"github.com/reservekit/reservekit/server/redact"
 	"github.com/reservekit/reservekit/server/respond"
 )
 
@@ -39,10 +39,6 @@ const (
 	Wait = 10 * time.Second
 	poll = 20 * time.Millisecond
 )
-
-// secretPattern finds API key and webhook secrets, which are never stored:
-// a replay shows them redacted.
-var secretPattern = regexp.MustCompile(`(sk_rsv_|whsec_)[0-9A-Za-z]{8,}`)
 
 // Middleware stores and replays responses of requests with an Idempotency-Key.
 type Middleware struct {
@@ -152,7 +148,7 @@ func (m *Middleware) runAndStore(w http.ResponseWriter, r *http.Request, next ht
 		}
 	}()
 	next.ServeHTTP(rec, r)
-	body := secretPattern.ReplaceAllString(rec.body.String(), "${1}REDACTED")
+	body := redact.Secrets(rec.body.String()) // secrets are never stored: a replay shows them redacted
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	if err := m.db.CompleteIdempotencyKey(ctx, accountID, key, rec.status, w.Header().Get("Content-Type"), body); err != nil {
