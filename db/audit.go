@@ -14,7 +14,16 @@ const (
 	AuditKeyRevoked    = "api_key.revoked"
 	AuditKeyExpiredUse = "api_key.expired_use"
 	AuditScopeDenied   = "scope.denied"
+
+	AuditWebhookCreated       = "webhook.created"
+	AuditWebhookUpdated       = "webhook.updated"
+	AuditWebhookSecretRotated = "webhook.secret_rotated"
+	AuditWebhookDeleted       = "webhook.deleted"
+	// AuditWebhookDisabled: ReserveKit disabled a failing webhook (no actor).
+	AuditWebhookDisabled = "webhook.disabled"
 )
+
+func webhookTarget(webhookID int64) string { return "webhook:" + id(webhookID) }
 
 // AuditEvent records a security-relevant action of an account.
 type AuditEvent struct {

@@ -163,7 +163,7 @@ func (db *DB) FinishAttempt(ctx context.Context, d *Delivery, out DeliveryOutcom
 			return err
 		case DeliveryFailed:
 			w := new(Webhook)
-			q := tx.NewSelect().Model(w).Column("id", "consecutive_failures", "active").Where("id = ?", d.WebhookID)
+			q := tx.NewSelect().Model(w).Column("id", "account_id", "consecutive_failures", "active").Where("id = ?", d.WebhookID)
 			if db.postgres {
 				q = q.For("UPDATE")
 			}
@@ -180,8 +180,13 @@ func (db *DB) FinishAttempt(ctx context.Context, d *Delivery, out DeliveryOutcom
 				up = up.Set("active = ?", false).Set("disabled_reason = ?",
 					fmt.Sprintf("disabled after %d consecutive events failed every attempt", w.ConsecutiveFailures))
 			}
-			_, err := up.WherePK().Exec(ctx)
-			return err
+			if _, err := up.WherePK().Exec(ctx); err != nil {
+				return err
+			}
+			if disabled {
+				return RecordAudit(ctx, tx, w.AccountID, nil, AuditWebhookDisabled, webhookTarget(w.ID))
+			}
+			return nil
 		}
 		return nil
 	})

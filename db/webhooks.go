@@ -102,8 +102,9 @@ func checkDescription(d string) error {
 	return nil
 }
 
-// CreateWebhook stores a webhook with its sealed signing secret.
-func (db *DB) CreateWebhook(ctx context.Context, accountID int64, in WebhookInput, secretSealed string) (*Webhook, error) {
+// CreateWebhook stores a webhook with its sealed signing secret; actor (nil
+// for none) is recorded in the audit trail.
+func (db *DB) CreateWebhook(ctx context.Context, accountID int64, actor *Actor, in WebhookInput, secretSealed string) (*Webhook, error) {
 	u, err := CheckWebhookURL(in.URL)
 	if err != nil {
 		return nil, err
@@ -128,7 +129,27 @@ func (db *DB) CreateWebhook(ctx context.Context, accountID int64, in WebhookInpu
 		AccountID: accountID, ServiceID: in.ServiceID, URL: u.String(), Description: strings.TrimSpace(in.Description),
 		Events: events, SecretSealed: secretSealed, Active: true, CreatedAt: t, UpdatedAt: t,
 	}
-	_, err = db.NewInsert().Model(w).Exec(ctx)
+	err = db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(w).Exec(ctx); err != nil {
+			return err
+		}
+		return RecordAudit(ctx, tx, accountID, actor, AuditWebhookCreated, webhookTarget(w.ID))
+	})
+	return w, err
+}
+
+// lockWebhook reads a webhook of the account inside tx, locking its row on
+// Postgres (the dispatcher updates its failure count concurrently).
+func lockWebhook(ctx context.Context, tx bun.Tx, postgres bool, accountID, id int64) (*Webhook, error) {
+	w := new(Webhook)
+	q := tx.NewSelect().Model(w).Where("account_id = ? AND id = ?", accountID, id)
+	if postgres {
+		q = q.For("UPDATE")
+	}
+	err := q.Scan(ctx)
+	if isNoRows(err) {
+		return nil, Errorf(CodeWebhookNotFound, "id", "webhook %d not found", id)
+	}
 	return w, err
 }
 
@@ -169,61 +190,75 @@ func (db *DB) CountWebhooks(ctx context.Context, accountID int64) (int, error) {
 }
 
 // UpdateWebhook changes a webhook.
-func (db *DB) UpdateWebhook(ctx context.Context, accountID, id int64, in WebhookUpdate) (*Webhook, error) {
-	w, err := db.Webhook(ctx, accountID, id)
-	if err != nil {
-		return nil, err
-	}
-	if in.URL != nil {
-		u, err := CheckWebhookURL(*in.URL)
-		if err != nil {
-			return nil, err
+func (db *DB) UpdateWebhook(ctx context.Context, accountID int64, actor *Actor, id int64, in WebhookUpdate) (*Webhook, error) {
+	var w *Webhook
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if w, err = lockWebhook(ctx, tx, db.postgres, accountID, id); err != nil {
+			return err
 		}
-		w.URL = u.String()
-	}
-	if in.Events != nil {
-		if w.Events, err = checkEvents(in.Events); err != nil {
-			return nil, err
+		if in.URL != nil {
+			u, err := CheckWebhookURL(*in.URL)
+			if err != nil {
+				return err
+			}
+			w.URL = u.String()
 		}
-	}
-	if in.Description != nil {
-		if err := checkDescription(*in.Description); err != nil {
-			return nil, err
+		if in.Events != nil {
+			if w.Events, err = checkEvents(in.Events); err != nil {
+				return err
+			}
 		}
-		w.Description = strings.TrimSpace(*in.Description)
-	}
-	if in.Active != nil {
-		if *in.Active && !w.Active {
-			w.ConsecutiveFailures, w.DisabledReason = 0, nil
+		if in.Description != nil {
+			if err := checkDescription(*in.Description); err != nil {
+				return err
+			}
+			w.Description = strings.TrimSpace(*in.Description)
 		}
-		w.Active = *in.Active
-	}
-	w.UpdatedAt = now()
-	_, err = db.NewUpdate().Model(w).
-		Column("url", "events", "description", "active", "disabled_reason", "consecutive_failures", "updated_at").
-		WherePK().Exec(ctx)
+		if in.Active != nil {
+			if *in.Active && !w.Active {
+				w.ConsecutiveFailures, w.DisabledReason = 0, nil
+			}
+			w.Active = *in.Active
+		}
+		w.UpdatedAt = now()
+		if _, err := tx.NewUpdate().Model(w).
+			Column("url", "events", "description", "active", "disabled_reason", "consecutive_failures", "updated_at").
+			WherePK().Exec(ctx); err != nil {
+			return err
+		}
+		return RecordAudit(ctx, tx, accountID, actor, AuditWebhookUpdated, webhookTarget(w.ID))
+	})
 	return w, err
 }
 
 // SetWebhookSecret replaces a webhook's sealed signing secret.
-func (db *DB) SetWebhookSecret(ctx context.Context, accountID, id int64, secretSealed string) (*Webhook, error) {
-	w, err := db.Webhook(ctx, accountID, id)
-	if err != nil {
-		return nil, err
-	}
-	w.SecretSealed, w.UpdatedAt = secretSealed, now()
-	_, err = db.NewUpdate().Model(w).Column("secret_sealed", "updated_at").WherePK().Exec(ctx)
+func (db *DB) SetWebhookSecret(ctx context.Context, accountID int64, actor *Actor, id int64, secretSealed string) (*Webhook, error) {
+	var w *Webhook
+	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if w, err = lockWebhook(ctx, tx, db.postgres, accountID, id); err != nil {
+			return err
+		}
+		w.SecretSealed, w.UpdatedAt = secretSealed, now()
+		if _, err := tx.NewUpdate().Model(w).Column("secret_sealed", "updated_at").WherePK().Exec(ctx); err != nil {
+			return err
+		}
+		return RecordAudit(ctx, tx, accountID, actor, AuditWebhookSecretRotated, webhookTarget(w.ID))
+	})
 	return w, err
 }
 
 // DeleteWebhook deletes a webhook with its deliveries.
-func (db *DB) DeleteWebhook(ctx context.Context, accountID, id int64) error {
-	res, err := db.NewDelete().Model((*Webhook)(nil)).Where("account_id = ? AND id = ?", accountID, id).Exec(ctx)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Errorf(CodeWebhookNotFound, "id", "webhook %d not found", id)
-	}
-	return nil
+func (db *DB) DeleteWebhook(ctx context.Context, accountID int64, actor *Actor, id int64) error {
+	return db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*Webhook)(nil)).Where("account_id = ? AND id = ?", accountID, id).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return Errorf(CodeWebhookNotFound, "id", "webhook %d not found", id)
+		}
+		return RecordAudit(ctx, tx, accountID, actor, AuditWebhookDeleted, webhookTarget(id))
+	})
 }

@@ -2036,11 +2036,15 @@ extend type Mutation {
 """A security-relevant event."""
 type AuditEvent {
   id: ID!
-  "api_key.created, api_key.rolled, api_key.revoked, api_key.expired_use or scope.denied."
+  """
+  api_key.created, api_key.rolled, api_key.revoked, api_key.expired_use, scope.denied,
+  webhook.created, webhook.updated, webhook.secret_rotated, webhook.deleted or
+  webhook.disabled (by ReserveKit, after repeated failures).
+  """
   action: String!
   "Prefix of the key that acted (empty for the command line)."
   actorKeyPrefix: String!
-  "What was acted on, e.g. api_key:12 or the denied scope and field."
+  "What was acted on, e.g. api_key:12, webhook:3 or the denied scope and field."
   target: String!
   occurredAt: DateTime!
 }

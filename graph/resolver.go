@@ -46,6 +46,9 @@ type WebhookSender interface {
 // caller before any resolver runs.
 func account(ctx context.Context) int64 { return caller.From(ctx).AccountID() }
 
+// actor is the calling key, for the audit trail.
+func actor(ctx context.Context) *db.Actor { return caller.From(ctx).Actor() }
+
 // nullIfNotFound turns "not found" of a nullable lookup into null.
 func nullIfNotFound[T any](v *T, err error) (*T, error) {
 	switch db.ErrorCode(err) {

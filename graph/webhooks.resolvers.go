@@ -25,7 +25,7 @@ func (r *mutationResolver) CreateWebhook(ctx context.Context, input model.Create
 	if input.Description != nil {
 		in.Description = *input.Description
 	}
-	w, err := r.DB.CreateWebhook(ctx, account(ctx), in, r.Secrets.Seal(secret))
+	w, err := r.DB.CreateWebhook(ctx, account(ctx), actor(ctx), in, r.Secrets.Seal(secret))
 	if err != nil {
 		return nil, err
 	}
@@ -39,14 +39,14 @@ func (r *mutationResolver) UpdateWebhook(ctx context.Context, id int64, input mo
 			return nil, err
 		}
 	}
-	return r.DB.UpdateWebhook(ctx, account(ctx), id, db.WebhookUpdate{
+	return r.DB.UpdateWebhook(ctx, account(ctx), actor(ctx), id, db.WebhookUpdate{
 		URL: input.URL, Events: input.Events, Active: input.Active, Description: input.Description,
 	})
 }
 
 // DeleteWebhook is the resolver for the deleteWebhook field.
 func (r *mutationResolver) DeleteWebhook(ctx context.Context, id int64) (bool, error) {
-	if err := r.DB.DeleteWebhook(ctx, account(ctx), id); err != nil {
+	if err := r.DB.DeleteWebhook(ctx, account(ctx), actor(ctx), id); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -55,7 +55,7 @@ func (r *mutationResolver) DeleteWebhook(ctx context.Context, id int64) (bool, e
 // RotateWebhookSecret is the resolver for the rotateWebhookSecret field.
 func (r *mutationResolver) RotateWebhookSecret(ctx context.Context, id int64) (*model.WebhookWithSecret, error) {
 	secret := webhooks.NewSecret()
-	w, err := r.DB.SetWebhookSecret(ctx, account(ctx), id, r.Secrets.Seal(secret))
+	w, err := r.DB.SetWebhookSecret(ctx, account(ctx), actor(ctx), id, r.Secrets.Seal(secret))
 	if err != nil {
 		return nil, err
 	}

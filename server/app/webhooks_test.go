@@ -539,3 +539,39 @@ func TestWebhookOutboxFollowsChanges(t *testing.T) {
 		}
 	})
 }
+
+// Creating, changing, rotating and deleting a webhook are in the audit
+// trail, with the acting key.
+func TestWebhookAudit(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, database *db.DB) {
+		t.Parallel()
+		e := newWebhookEnv(t, database)
+		key := e.Account("acme")
+		_, prefix := lcSelf(t, e, key)
+		w, _ := mustCreateWebhook(t, e, key, map[string]any{"url": "http://127.0.0.1:1/hook", "events": []string{"bookings.create"}})
+		e.MustData(key, gqlUpdateWH, map[string]any{"id": w.ID, "input": map[string]any{"active": false}}, &struct{}{})
+		e.MustData(key, gqlRotateWH, map[string]any{"id": w.ID}, &struct{}{})
+		e.MustData(key, gqlDeleteWH, map[string]any{"id": w.ID}, &struct{}{})
+		events := lcAudit(t, e, key)
+		target := "webhook:" + w.ID
+		want := []string{db.AuditWebhookDeleted, db.AuditWebhookSecretRotated, db.AuditWebhookUpdated, db.AuditWebhookCreated}
+		var got []string
+		for _, ev := range events {
+			if ev.Target == target {
+				got = append(got, ev.Action)
+				if ev.ActorKeyPrefix != prefix {
+					t.Errorf("%s by %q, want %q", ev.Action, ev.ActorKeyPrefix, prefix)
+				}
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("audit events of %s: %v, want %v (newest first)", target, got, want)
+		}
+		// A refused change leaves no trace.
+		wantError(t, e.Do(key, gqlUpdateWH, map[string]any{"id": w.ID, "input": map[string]any{"active": true}}), db.CodeWebhookNotFound, "id")
+		if n := len(lcAudit(t, e, key)); n != len(events) {
+			t.Fatalf("%d audit events after a refused update, want %d", n, len(events))
+		}
+	})
+}

@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -199,6 +200,13 @@ func TestFailingWebhookDisabled(t *testing.T) {
 		if got.Active || got.DisabledReason == nil || got.ConsecutiveFailures != db.MaxConsecutiveFailures {
 			t.Fatalf("webhook active=%v reason=%q failures=%d, want disabled", got.Active, deref(got.DisabledReason), got.ConsecutiveFailures)
 		}
+		audit, err := database.ListAuditEvents(context.Background(), f.account, db.Page{First: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(audit); n == 0 || audit[0].Action != db.AuditWebhookDisabled || audit[0].Target != fmt.Sprintf("webhook:%d", w.ID) || audit[0].ActorKeyPrefix != "" {
+			t.Fatalf("newest audit event %+v, want %s of webhook %d without an actor", audit, db.AuditWebhookDisabled, w.ID)
+		}
 		out := logs.String()
 		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "webhook disabled") {
 			t.Errorf("no warning about the disabled webhook in logs:\n%s", out)
@@ -230,7 +238,7 @@ func TestDisabledOrDeletedWebhookAbandoned(t *testing.T) {
 		w, _ := f.webhook(rc.URL)
 		f.book()
 		off := false
-		if _, err := database.UpdateWebhook(ctx, f.account, w.ID, db.WebhookUpdate{Active: &off}); err != nil {
+		if _, err := database.UpdateWebhook(ctx, f.account, nil, w.ID, db.WebhookUpdate{Active: &off}); err != nil {
 			t.Fatal(err)
 		}
 		d := f.dispatcher(nil)

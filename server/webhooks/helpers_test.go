@@ -64,7 +64,7 @@ func newFixture(t testing.TB, database *db.DB) *fixture {
 func (f *fixture) webhook(rawURL string) (*db.Webhook, string) {
 	f.t.Helper()
 	secret := webhooks.NewSecret()
-	w, err := f.db.CreateWebhook(context.Background(), f.account,
+	w, err := f.db.CreateWebhook(context.Background(), f.account, nil,
 		db.WebhookInput{URL: rawURL, Events: []string{db.EventBookingCreated}}, f.box.Seal(secret))
 	if err != nil {
 		f.t.Fatal(err)
