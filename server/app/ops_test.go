@@ -66,6 +66,20 @@ func TestReadyz(t *testing.T) {
 		prodReady(t, e, http.StatusServiceUnavailable, "database unreachable")
 	})
 
+	t.Run("migrations not applied", func(t *testing.T) {
+		t.Parallel()
+		database := dbtest.Open(t, dbtest.SQLite)
+		e := newEnv(t, database, nil)
+		prodReady(t, e, http.StatusOK, "")
+		// As if the binary were newer than the database: its last migration
+		// is not recorded as applied.
+		if _, err := database.ExecContext(context.Background(),
+			"DELETE FROM bun_migrations WHERE id = (SELECT MAX(id) FROM bun_migrations)"); err != nil {
+			t.Fatal(err)
+		}
+		prodReady(t, e, http.StatusServiceUnavailable, "migrations not applied")
+	})
+
 	t.Run("draining", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, dbtest.Open(t, dbtest.SQLite), nil)
