@@ -3,13 +3,16 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/reservekit/reservekit/db"
+	"github.com/reservekit/reservekit/graph/model"
 	"github.com/reservekit/reservekit/server/reqinfo"
 )
 
@@ -33,6 +36,19 @@ func PresentError(log *slog.Logger) graphql.ErrorPresenterFunc {
 func presenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gqlErr := graphql.DefaultErrorPresenter(ctx, err)
+		var ie *model.InputError
+		if errors.As(err, &ie) {
+			msg, field := ie.Err.Message, inputField(gqlErr.Path)
+			if field != "" {
+				msg = field + ": " + msg
+			}
+			gqlErr.Message = msg
+			gqlErr.Extensions = map[string]any{"code": ie.Err.Code, "status": ie.Err.Status}
+			if field != "" {
+				gqlErr.Extensions["field"] = field
+			}
+			return gqlErr
+		}
 		var de *db.Error
 		if errors.As(err, &de) {
 			field := de.Field
@@ -66,6 +82,33 @@ func presenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			Extensions: map[string]any{"code": "internal_error"},
 		}
 	}
+}
+
+// inputField names an argument's input field from its path: the root field,
+// then the argument, then fields and list indexes within it. The argument
+// "input" (a mutation's one input object) is left out, as in domain errors:
+// ["createService","input","timeSlots",1,"startTime"] is timeSlots[1].startTime.
+func inputField(p ast.Path) string {
+	if len(p) < 2 {
+		return lastPathField(p)
+	}
+	rest := p[1:]
+	if name, ok := rest[0].(ast.PathName); ok && name == "input" && len(rest) > 1 {
+		rest = rest[1:]
+	}
+	var b strings.Builder
+	for _, el := range rest {
+		switch el := el.(type) {
+		case ast.PathName:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(string(el))
+		case ast.PathIndex:
+			fmt.Fprintf(&b, "[%d]", int(el))
+		}
+	}
+	return b.String()
 }
 
 func lastPathField(p ast.Path) string {

@@ -4,7 +4,6 @@ package model
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -37,9 +36,23 @@ func UnmarshalID(v any) (int64, error) {
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
-		return 0, db.Errorf(db.CodeInvalidFieldFormat, "", "ID must be a positive integer in a string, e.g. \"42\"")
+		return 0, inputErrorf("ID must be a positive integer in a string, e.g. \"42\"")
 	}
 	return id, nil
+}
+
+// InputError is a scalar argument or input field that does not parse. The
+// error presenter names the field from the error's path (e.g.
+// timeSlots[1].startTime), which the scalar itself cannot know.
+type InputError struct{ Err *db.Error }
+
+func (e *InputError) Error() string { return e.Err.Message }
+
+// Unwrap gives the coded error.
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErrorf(format string, args ...any) error {
+	return &InputError{Err: db.Errorf(db.CodeInvalidFieldFormat, "", format, args...)}
 }
 
 // MarshalDate writes a YYYY-MM-DD date.
@@ -49,10 +62,10 @@ func MarshalDate(d string) graphql.Marshaler { return quoted(d) }
 func UnmarshalDate(v any) (string, error) {
 	s, ok := v.(string)
 	if !ok {
-		return "", db.Errorf(db.CodeInvalidFieldFormat, "", "Date must be a string in YYYY-MM-DD form")
+		return "", inputErrorf("Date must be a string in YYYY-MM-DD form")
 	}
 	if _, err := time.Parse(db.DateLayout, s); err != nil {
-		return "", db.Errorf(db.CodeInvalidFieldFormat, "", "%q is not a date in YYYY-MM-DD form", s)
+		return "", inputErrorf("%q is not a date in YYYY-MM-DD form", s)
 	}
 	return s, nil
 }
@@ -64,7 +77,7 @@ func MarshalLocalTime(m int) graphql.Marshaler { return quoted(db.FormatMinute(m
 // minutes since midnight. "24:00" is accepted as the end of the day.
 func UnmarshalLocalTime(v any) (int, error) {
 	s, ok := v.(string)
-	bad := db.Errorf(db.CodeInvalidFieldFormat, "", "%v is not a time of day in HH:MM form (e.g. \"09:00\")", v)
+	bad := inputErrorf("%v is not a time of day in HH:MM form (e.g. \"09:00\")", v)
 	if !ok {
 		return 0, bad
 	}
@@ -83,7 +96,7 @@ func UnmarshalLocalTime(v any) (int, error) {
 	}
 	h, m, sec := nums[0], nums[1], nums[2]
 	if sec != 0 {
-		return 0, db.Errorf(db.CodeInvalidFieldFormat, "", "%q: times are whole minutes; seconds must be 00", s)
+		return 0, inputErrorf("%q: times are whole minutes; seconds must be 00", s)
 	}
 	if m > 59 || h > 24 || (h == 24 && m != 0) {
 		return 0, bad
@@ -98,11 +111,11 @@ func MarshalDateTime(t time.Time) graphql.Marshaler { return quoted(t.UTC().Form
 func UnmarshalDateTime(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, fmt.Errorf("DateTime must be an RFC 3339 string")
+		return time.Time{}, inputErrorf("DateTime must be an RFC 3339 string")
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, db.Errorf(db.CodeInvalidFieldFormat, "", "%q is not an RFC 3339 date-time", s)
+		return time.Time{}, inputErrorf("%q is not an RFC 3339 date-time", s)
 	}
 	return t, nil
 }

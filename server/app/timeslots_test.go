@@ -419,3 +419,31 @@ func TestLowerMaxBookings(t *testing.T) {
 		mustCancel(t, e, key, first.ID)
 	})
 }
+
+// A value that does not parse as its scalar is refused naming the input
+// field by its path, as domain errors name it, in the field and the message.
+func TestScalarErrorsNameTheField(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLite), nil)
+	key := e.Account("acme")
+	s := mustCreateService(t, e, key, "UTC", slotIn(1, "09:00", "10:00", 1))
+	for _, c := range []struct {
+		name, op string
+		vars     map[string]any
+		field    string
+	}{
+		{"slot in createService", gqlCreateServiceWithSlots, map[string]any{"input": map[string]any{"name": "x", "timezone": "UTC",
+			"timeSlots": []any{slotIn(1, "09:00", "10:00", 1), slotIn(2, "25:00", "26:00", 1)}}}, "timeSlots[1].startTime"},
+		{"slot in upsertTimeSlots", gqlUpsertSlots, map[string]any{"serviceId": s.ID, "slots": []any{slotIn(2, "09:00", "9pm", 1)}}, "timeSlots[0].endTime"},
+		{"booking date", gqlCreateBooking, map[string]any{"input": map[string]any{"timeSlotId": s.TimeSlots[0].ID, "date": "2026-13-01"}}, "date"},
+		{"booking slot id", gqlCreateBooking, map[string]any{"input": map[string]any{"timeSlotId": "x1", "date": "2026-12-07"}}, "timeSlotId"},
+		{"top-level argument", `query($id: ID!) { service(id: $id) { id } }`, map[string]any{"id": "-4"}, "id"},
+		{"list filter", `query($from: Date) { bookings(from: $from) { totalCount } }`, map[string]any{"from": "tomorrow"}, "from"},
+	} {
+		r := e.Do(key, c.op, c.vars)
+		wantError(t, r, db.CodeInvalidFieldFormat, c.field)
+		if !strings.HasPrefix(r.Errors[0].Message, c.field+": ") {
+			t.Errorf("%s: message %q does not start with the field %q", c.name, r.Errors[0].Message, c.field)
+		}
+	}
+}
