@@ -140,11 +140,6 @@ func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, da
 	q := tx.NewSelect().Model(row).ColumnExpr("time_slot.*, s.timezone").
 		Join("JOIN services AS s ON s.id = time_slot.service_id").
 		Where("time_slot.account_id = ? AND time_slot.id = ?", accountID, slotID)
-	if tx.Dialect().Name() == dialect.PG {
-		// Held until commit, so that lowering maxBookings waits for the
-		// bookings taking seats with the old one (SQLite: one writer).
-		q = q.For("SHARE OF time_slot")
-	}
 	if err := q.Scan(ctx); err != nil {
 		if isNoRows(err) {
 			return nil, Errorf(CodeTimeSlotNotFound, "timeSlotId", "time slot %d not found", slotID)
@@ -170,16 +165,41 @@ func checkOccurrence(ctx context.Context, tx bun.Tx, accountID, slotID int64, da
 // created or incremented only while it holds fewer than maxBookings, so no
 // interleaving of transactions can overbook. It also locks the occurrence row
 // until commit, which serializes the duplicate check that follows.
+//
+// On Postgres it then reads maxBookings again, holding the slot row shared
+// until commit: a concurrent lowering of maxBookings (upsertSlots) either
+// committed before, and the fresh read sees it, or waits for this booking
+// and then counts its seat. The shared lock is taken last, after the
+// occurrence, as the lowering takes them (occurrences, then the slot), so
+// the two cannot deadlock.
 func claimSeat(ctx context.Context, tx bun.Tx, slot *TimeSlot, date string) error {
 	var booked int
 	err := tx.NewRaw(`INSERT INTO slot_occurrences (time_slot_id, date, booked) VALUES (?, ?, 1)
 ON CONFLICT (time_slot_id, date) DO UPDATE SET booked = slot_occurrences.booked + 1
 WHERE slot_occurrences.booked < ? RETURNING booked`, slot.ID, date, slot.MaxBookings).Scan(ctx, &booked)
-	if isNoRows(err) {
-		return Errorf(CodeTimeSlotFull, "timeSlotId", "time slot %d is full on %s (%d of %d booked)",
-			slot.ID, date, slot.MaxBookings, slot.MaxBookings)
+	if isForeignKeyViolation(err) { // the slot was deleted meanwhile
+		return Errorf(CodeTimeSlotNotFound, "timeSlotId", "time slot %d not found", slot.ID)
 	}
-	return err
+	full := func(max int) error {
+		return Errorf(CodeTimeSlotFull, "timeSlotId", "time slot %d is full on %s (%d of %d booked)", slot.ID, date, max, max)
+	}
+	if isNoRows(err) {
+		return full(slot.MaxBookings)
+	}
+	if err != nil || tx.Dialect().Name() != dialect.PG {
+		return err
+	}
+	var max int
+	if err := tx.NewRaw("SELECT max_bookings FROM time_slots WHERE id = ? FOR SHARE", slot.ID).Scan(ctx, &max); err != nil {
+		if isNoRows(err) {
+			return Errorf(CodeTimeSlotNotFound, "timeSlotId", "time slot %d not found", slot.ID)
+		}
+		return err
+	}
+	if booked > max {
+		return full(max)
+	}
+	return nil
 }
 
 // releaseSeat gives back one seat of an occurrence.

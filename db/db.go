@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -137,9 +138,36 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
-// inTx runs fn in a transaction and commits when it returns nil.
+// inTx runs fn in a transaction and commits when it returns nil. On
+// Postgres a transaction that lost a deadlock or a serialization conflict
+// is run again (up to txAttempts in all): the other one went through, and
+// this one may well go through now. fn must therefore set, not accumulate,
+// what it hands out.
 func (db *DB) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return db.RunInTx(ctx, nil, fn)
+	for attempt := 1; ; attempt++ {
+		err := db.RunInTx(ctx, nil, fn)
+		if !db.postgres || attempt == txAttempts || !retryable(err) {
+			return err
+		}
+	}
+}
+
+const txAttempts = 3
+
+// isForeignKeyViolation reports a row that refers to one deleted meanwhile
+// (Postgres 23503; SQLite reports FOREIGN KEY constraint failed).
+func isForeignKeyViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23503"
+	}
+	return err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
+}
+
+// retryable reports a deadlock (40P01) or serialization failure (40001).
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // now is the time stamp for writes: UTC, to the microsecond both dialects keep.

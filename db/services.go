@@ -168,6 +168,9 @@ func (db *DB) DeleteService(ctx context.Context, accountID, id int64) error {
 		if err != nil {
 			return err
 		}
+		if err := lockForCascade(ctx, tx, db.postgres, "service_id = ?", id); err != nil {
+			return err
+		}
 		if ev, err = db.recordCascade(ctx, tx, accountID, id, ""); err != nil {
 			return err
 		}
@@ -189,7 +192,7 @@ func lockService(ctx context.Context, tx bun.Tx, postgres bool, accountID, id in
 	if postgres {
 		// Not FOR UPDATE: that would also block the foreign-key checks of
 		// bookings being inserted, which hold their slot shared, and
-		// deadlock with an update of that slot.
+		// deadlock with a change of that slot.
 		q = q.For("NO KEY UPDATE")
 	}
 	err := q.Scan(ctx)

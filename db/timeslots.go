@@ -3,10 +3,12 @@ package db
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // TimeSlotInput creates a slot (ID nil) or updates the slot with that ID.
@@ -71,7 +73,10 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 	}
 	t := now()
 	out := make([]*TimeSlot, len(inputs))
-	oldMax := make([]int, len(inputs))
+	byIDBefore := make(map[int64]TimeSlot, len(existing)) // as they were
+	for _, ts := range existing {
+		byIDBefore[ts.ID] = *ts
+	}
 	seen := map[int64]bool{}
 	for i, in := range inputs {
 		if in.ID == nil {
@@ -96,9 +101,13 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 						"time slot %d has active bookings; its dayOfWeek cannot change", ts.ID)
 				}
 			}
-			out[i], oldMax[i] = ts, ts.MaxBookings
+			out[i] = ts
 		}
 		ts := out[i]
+		if ts.ID != 0 && ts.DayOfWeek == in.DayOfWeek && ts.StartMinute == in.StartMinute &&
+			ts.EndMinute == in.EndMinute && ts.MaxBookings == in.MaxBookings {
+			continue // unchanged: keeps its updatedAt
+		}
 		ts.DayOfWeek, ts.StartMinute, ts.EndMinute, ts.MaxBookings = in.DayOfWeek, in.StartMinute, in.EndMinute, in.MaxBookings
 		ts.UpdatedAt = t
 	}
@@ -112,20 +121,26 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 			}
 			continue
 		}
-		// The update locks the slot row, which every booking of the slot
-		// holds shared (checkOccurrence) until it commits: the check below
-		// sees every seat taken with the old capacity.
-		if _, err := tx.NewUpdate().Model(ts).
-			Column("day_of_week", "start_minute", "end_minute", "max_bookings", "updated_at").WherePK().Exec(ctx); err != nil {
-			return nil, err
+		old := byIDBefore[ts.ID]
+		if old == *ts {
+			continue // unchanged: no write, no lock
 		}
-		if ts.MaxBookings < oldMax[i] {
+		// Locks in the order a booking or a reschedule takes them (booking
+		// rows, then occurrences, then the slot), so that they cannot
+		// deadlock with this.
+		if ts.StartMinute != old.StartMinute {
+			if _, err := tx.NewUpdate().Model((*Booking)(nil)).Set("start_minute = ?", ts.StartMinute).
+				Where("time_slot_id = ?", ts.ID).Exec(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if ts.MaxBookings < old.MaxBookings {
 			if err := checkCapacityHolds(ctx, tx, s, ts, i); err != nil {
 				return nil, err
 			}
 		}
-		if _, err := tx.NewUpdate().Model((*Booking)(nil)).Set("start_minute = ?", ts.StartMinute).
-			Where("time_slot_id = ?", ts.ID).Exec(ctx); err != nil {
+		if _, err := tx.NewUpdate().Model(ts).
+			Column("day_of_week", "start_minute", "end_minute", "max_bookings", "updated_at").WherePK().Exec(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -133,18 +148,26 @@ func upsertSlots(ctx context.Context, tx bun.Tx, s *Service, inputs []TimeSlotIn
 }
 
 // checkCapacityHolds refuses a lowered maxBookings that an occurrence from
-// today on (in the service's timezone) already holds more bookings than.
+// today on (in the service's timezone) already holds more bookings than. On
+// Postgres it locks those occurrences first, so bookings taking seats in
+// them meanwhile are counted (and the later ones see the new capacity, see
+// claimSeat).
 func checkCapacityHolds(ctx context.Context, tx bun.Tx, s *Service, ts *TimeSlot, i int) error {
 	loc, err := LoadLocation(s.Timezone)
 	if err != nil {
 		return err
 	}
 	var over []*occurrence
-	if err := tx.NewSelect().Model(&over).
-		Where("time_slot_id = ? AND booked > ? AND date >= ?", ts.ID, ts.MaxBookings, time.Now().In(loc).Format(DateLayout)).
-		OrderExpr("date ASC").Limit(1).Scan(ctx); err != nil {
+	q := tx.NewSelect().Model(&over).
+		Where("time_slot_id = ? AND date >= ?", ts.ID, time.Now().In(loc).Format(DateLayout)).
+		OrderExpr("date ASC")
+	if tx.Dialect().Name() == dialect.PG {
+		q = q.For("UPDATE")
+	}
+	if err := q.Scan(ctx); err != nil {
 		return err
 	}
+	over = slices.DeleteFunc(over, func(o *occurrence) bool { return o.Booked <= ts.MaxBookings })
 	if len(over) > 0 {
 		return Errorf(CodeInvalidRequest, slotField(i, "maxBookings"),
 			"maxBookings %d is below the %d bookings time slot %d holds on %s; cancel bookings first",
@@ -237,6 +260,12 @@ func (db *DB) DeleteTimeSlot(ctx context.Context, accountID, id int64) error {
 		if err != nil {
 			return err
 		}
+		if _, err := lockService(ctx, tx, db.postgres, accountID, slot.ServiceID, "id"); err != nil {
+			return err
+		}
+		if err := lockForCascade(ctx, tx, db.postgres, "id = ?", id); err != nil {
+			return err
+		}
 		if ev, err = db.recordCascade(ctx, tx, accountID, slot.ServiceID, "time_slot_id = ?", id); err != nil {
 			return err
 		}
@@ -246,6 +275,24 @@ func (db *DB) DeleteTimeSlot(ctx context.Context, accountID, id int64) error {
 	if err == nil {
 		db.published(ev)
 	}
+	return err
+}
+
+// lockForCascade locks, on Postgres, the occurrences and then the slots
+// (those matching slotWhere) that a cascade delete is about to remove: in
+// the order a booking takes them (claimSeat), so the two cannot deadlock,
+// and before the cascade reads the bookings, so that its event holds every
+// booking made before it, and none is made after (a later one finds its
+// slot gone). The caller holds the service lock, as slot changes do.
+func lockForCascade(ctx context.Context, tx bun.Tx, postgres bool, slotWhere string, args ...any) error {
+	if !postgres {
+		return nil // SQLite: one writer at a time
+	}
+	if _, err := tx.NewRaw("SELECT 1 FROM slot_occurrences WHERE time_slot_id IN (SELECT id FROM time_slots WHERE "+slotWhere+
+		") ORDER BY time_slot_id, date FOR UPDATE", args...).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.NewRaw("SELECT 1 FROM time_slots WHERE "+slotWhere+" ORDER BY id FOR UPDATE", args...).Exec(ctx)
 	return err
 }
 
@@ -274,6 +321,9 @@ func (db *DB) DeleteTimeSlots(ctx context.Context, accountID, serviceID int64, d
 	var ev *BookingEvent
 	err := db.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := lockService(ctx, tx, db.postgres, accountID, serviceID, "serviceId"); err != nil {
+			return err
+		}
+		if err := lockForCascade(ctx, tx, db.postgres, "account_id = ? AND service_id = ? AND day_of_week = ?", accountID, serviceID, dayOfWeek); err != nil {
 			return err
 		}
 		var err error

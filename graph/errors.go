@@ -10,6 +10,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vikstrous/dataloadgen"
 
 	"github.com/reservekit/reservekit/db"
 	"github.com/reservekit/reservekit/graph/model"
@@ -47,6 +48,14 @@ func presenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if field != "" {
 				gqlErr.Extensions["field"] = field
 			}
+			return gqlErr
+		}
+		if errors.Is(err, dataloadgen.ErrNotFound) {
+			// A nested record deleted between the parent's read and its own
+			// (a slot deleted right after a booking in it was made).
+			field := lastPathField(gqlErr.Path)
+			gqlErr.Message = field + " was deleted while the request ran"
+			gqlErr.Extensions = map[string]any{"code": db.CodeResourceNotFound, "status": 404, "field": field}
 			return gqlErr
 		}
 		var de *db.Error
