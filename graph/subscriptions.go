@@ -123,10 +123,25 @@ func (s *Subscriptions) transports(r *Resolver) (transport.Websocket, transport.
 }
 
 // wsState is what the WebSocket transport's hooks need from the upgrade:
-// the request (client address, Origin) and the connection.
+// the request (client address, Origin) and the connection, and the number
+// of subscriptions the connection holds.
 type wsState struct {
-	r    *http.Request
-	conn atomic.Pointer[wsConn]
+	r             *http.Request
+	conn          atomic.Pointer[wsConn]
+	subscriptions atomic.Int64
+}
+
+// refuse answers an operation with one coded error and no data (a response
+// handler is called until it returns nil).
+func refuse(code, message string) graphql.ResponseHandler {
+	var once sync.Once
+	return func(ctx context.Context) *graphql.Response {
+		var r *graphql.Response
+		once.Do(func() {
+			r = &graphql.Response{Errors: gqlerror.List{{Message: message, Extensions: map[string]any{"code": code}}}}
+		})
+		return r
+	}
 }
 
 type wsStateKey struct{}
@@ -365,11 +380,32 @@ func serveWebSocket(w http.ResponseWriter, req *http.Request, serve http.Handler
 	serve(w, req)
 }
 
+// MaxSubscriptionsPerConnection bounds the subscriptions one WebSocket
+// connection may hold at once (each costs a buffer and a goroutine).
+const MaxSubscriptionsPerConnection = 16
+
 // subscriptionLoaders gives each subscription loaders of its own, which it
-// refreshes per event (see refreshLoaders).
+// refreshes per event (see refreshLoaders). Over a WebSocket it runs only
+// subscriptions, at most MaxSubscriptionsPerConnection at a time: queries
+// and mutations go over HTTP, where every request passes the rate limit,
+// the quota, the API log and Idempotency-Key (the socket passed them once,
+// when it connected).
 func subscriptionLoaders(database *db.DB) graphql.OperationMiddleware {
 	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
+		if onWebSocket(ctx) && oc.Operation != nil {
+			if oc.Operation.Operation != ast.Subscription {
+				return refuse(db.CodeInvalidRequest, "Only subscriptions run over a WebSocket; send queries and mutations with POST /graphql")
+			}
+			st := wsStateFrom(ctx)
+			if st != nil && st.subscriptions.Add(1) > MaxSubscriptionsPerConnection {
+				st.subscriptions.Add(-1)
+				return refuse("too_many_subscriptions", fmt.Sprintf("A connection holds at most %d subscriptions at a time", MaxSubscriptionsPerConnection))
+			}
+			if st != nil {
+				go func() { <-ctx.Done(); st.subscriptions.Add(-1) }()
+			}
+		}
 		if c := caller.From(ctx); c != nil && oc.Operation != nil && oc.Operation.Operation == ast.Subscription {
 			g := &ghosts{}
 			ctx = context.WithValue(ctx, ghostsKey{}, g)

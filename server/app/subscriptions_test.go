@@ -751,3 +751,71 @@ func TestShutdownEndsSubscriptions(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 }
+
+// A WebSocket carries subscriptions only (queries and mutations would skip
+// the per-request rate limit and quota), and at most 16 at a time.
+func TestWebSocketRunsOnlySubscriptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.Open(t, dbtest.SQLite), nil)
+	key := e.Account("acme")
+	c := wsDial(t, e.Server.URL, bearer(key), nil)
+	c.ack()
+	c.subscribe("m", `mutation { createService(input: {name: "Via socket", timezone: "UTC"}) { id } }`, nil)
+	m := c.next(5 * time.Second)
+	if m.ID != "m" || !strings.Contains(string(m.Payload), db.CodeInvalidRequest) || strings.Contains(string(m.Payload), "createService\":{") {
+		t.Fatalf("mutation over WebSocket: %s %s", m.Type, m.Payload)
+	}
+	c.subscribe("q", `{ viewer { account { name } } }`, nil)
+	for m = c.next(5 * time.Second); m.ID != "q"; m = c.next(5 * time.Second) {
+	}
+	if !strings.Contains(string(m.Payload), db.CodeInvalidRequest) {
+		t.Fatalf("query over WebSocket: %s %s", m.Type, m.Payload)
+	}
+	var n struct{ Services struct{ TotalCount int } }
+	e.MustData(key, `{ services { totalCount } }`, nil, &n)
+	if n.Services.TotalCount != 0 {
+		t.Fatalf("a mutation sent over the WebSocket ran: %d services", n.Services.TotalCount)
+	}
+
+	// 17 at once: they start concurrently, so any one of them is refused.
+	for i := range 17 {
+		c.subscribe(fmt.Sprintf("s%d", i), subBookingEvents, nil)
+	}
+	for m = c.next(5 * time.Second); !strings.HasPrefix(m.ID, "s"); m = c.next(5 * time.Second) {
+	}
+	if !strings.Contains(string(m.Payload), "too_many_subscriptions") {
+		t.Fatalf("17 subscriptions: %s %s %s", m.ID, m.Type, m.Payload)
+	}
+	refused := m.ID
+	for deadline := time.Now().Add(5 * time.Second); e.App.Events.Open() != 16; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions open, want 16", e.App.Events.Open())
+		}
+	}
+	for m := c.next(time.Second); m.ID == refused; m = c.next(time.Second) { // its complete
+		if m.Type != "complete" {
+			t.Fatalf("%s: %s %s", m.ID, m.Type, m.Payload)
+		}
+		break
+	}
+	c.noEvent(200 * time.Millisecond) // nothing else was refused
+	first := "s0"
+	if refused == "s0" {
+		first = "s1"
+	}
+	// Ending one makes room for another.
+	c.send(wsMsg{ID: first, Type: "complete"})
+	if m := c.next(5 * time.Second); m.ID != first || m.Type != "complete" {
+		t.Fatalf("ending %s: %s %s %s", first, m.ID, m.Type, m.Payload)
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.App.Events.Open() != 15; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no room after ending a subscription")
+		}
+	}
+	c.subscribe("again", subBookingEvents, nil)
+	c.noEvent(300 * time.Millisecond) // not refused
+	if open := e.App.Events.Open(); open != 16 {
+		t.Fatalf("%d subscriptions open, want 16", open)
+	}
+}
