@@ -189,7 +189,7 @@ func (db *DB) UpdateBookingCustomer(ctx context.Context, accountID, bookingID in
 func checkCustomerBookings(ctx context.Context, tx bun.Tx, postgres bool, c *Customer, field string) error {
 	var bs []*Booking
 	if err := tx.NewSelect().Model(&bs).Column("id", "time_slot_id", "date").
-		Where("customer_id = ? AND status <> ?", c.ID, StatusCancelled).
+		Where("account_id = ? AND customer_id = ? AND status <> ?", c.AccountID, c.ID, StatusCancelled).
 		OrderExpr("time_slot_id ASC, date ASC").Scan(ctx); err != nil {
 		return err
 	}

@@ -7,7 +7,9 @@ package db
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -107,7 +109,9 @@ func Open(ctx context.Context, rawURL string) (*DB, error) {
 			return nil, fmt.Errorf("read current schema of %s: %w", db.Description, err)
 		}
 		if schema != "public" {
-			db.channelSuffix = "_" + schema
+			// A digest, not the name: channel names stop at 63 bytes.
+			sum := sha256.Sum256([]byte(schema))
+			db.channelSuffix = "_" + hex.EncodeToString(sum[:8])
 		}
 	}
 	return db, nil

@@ -37,8 +37,8 @@ type Delivery struct {
 	Payload     *string    `bun:"-"`
 }
 
-// LoadDeliveryDetails fills the attempts and payloads of deliveries with
-// two statements, whatever their number.
+// LoadDeliveryDetails fills the attempts and payloads of deliveries (of one
+// account) with two statements, whatever their number.
 func (db *DB) LoadDeliveryDetails(ctx context.Context, ds []*Delivery) error {
 	if len(ds) == 0 {
 		return nil
@@ -53,7 +53,7 @@ func (db *DB) LoadDeliveryDetails(ctx context.Context, ds []*Delivery) error {
 		return err
 	}
 	var evs []*BookingEvent
-	if err := db.NewSelect().Model(&evs).Column("id", "payload").Where("id IN (?)", bun.In(eventIDs)).Scan(ctx); err != nil {
+	if err := db.NewSelect().Model(&evs).Column("id", "payload").Where("account_id = ? AND id IN (?)", ds[0].AccountID, bun.In(eventIDs)).Scan(ctx); err != nil {
 		return err
 	}
 	payloads := map[int64]*string{}

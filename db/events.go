@@ -199,10 +199,10 @@ func (db *DB) published(events ...*BookingEvent) {
 	}
 }
 
-// BookingEventByID loads an event.
-func (db *DB) BookingEventByID(ctx context.Context, id int64) (*BookingEvent, error) {
+// BookingEventByID loads an event of the account.
+func (db *DB) BookingEventByID(ctx context.Context, accountID, id int64) (*BookingEvent, error) {
 	ev := new(BookingEvent)
-	err := db.NewSelect().Model(ev).Where("id = ?", id).Scan(ctx)
+	err := db.NewSelect().Model(ev).Where("account_id = ? AND id = ?", accountID, id).Scan(ctx)
 	if isNoRows(err) {
 		return nil, Errorf(CodeResourceNotFound, "id", "event %d not found", id)
 	}

@@ -20,7 +20,7 @@ func TestIdempotencyKeyExpiry(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const ttl = 300 * time.Millisecond
+		const ttl = time.Second
 		if claimed, _, err := database.ClaimIdempotencyKey(ctx, a.ID, "k", "hash-1", ttl); err != nil || !claimed {
 			t.Fatalf("first claim: %v, %v", claimed, err)
 		}

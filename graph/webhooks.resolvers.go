@@ -158,7 +158,7 @@ func (r *webhookDeliveryResolver) Payload(ctx context.Context, obj *db.Delivery)
 	if obj.Payload != nil {
 		return *obj.Payload, nil
 	}
-	ev, err := r.DB.BookingEventByID(ctx, obj.EventID)
+	ev, err := r.DB.BookingEventByID(ctx, obj.AccountID, obj.EventID)
 	if err != nil {
 		return "", err
 	}

@@ -196,6 +196,9 @@ func New(database *db.DB, cfg Config) *App {
 		}
 		a.Events.Publish(ev)
 	}
+	// Events wanted here are loaded by a worker of their own, so that a slow
+	// load never holds up the listener (which also carries key revocations).
+	wanted := make(chan db.EventNotice, noticeQueue)
 	onNotice := func(n db.EventNotice) {
 		if n.Deliveries > 0 {
 			a.Webhooks.Wake()
@@ -203,13 +206,29 @@ func New(database *db.DB, cfg Config) *App {
 		if !a.Events.Wants(n.AccountID, n.ServiceID) {
 			return
 		}
-		ev, err := database.BookingEventByID(ctx, n.ID)
-		if err != nil {
-			cfg.Log.Error("load booking event", "event_id", n.ID, "err", err)
-			return
+		select {
+		case wanted <- n:
+		default:
+			cfg.Log.Warn("booking event dropped for this instance's subscribers: too many waiting", "event_id", n.ID)
 		}
-		a.Events.Publish(ev)
 	}
+	jobs.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case n := <-wanted:
+				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				ev, err := database.BookingEventByID(lctx, n.AccountID, n.ID)
+				cancel()
+				if err != nil {
+					cfg.Log.Error("load booking event", "event_id", n.ID, "err", err)
+					continue
+				}
+				a.Events.Publish(ev)
+			}
+		}
+	})
 	listeners := a.Verifier.Listeners()
 	listeners.Event = onNotice
 	jobs.Go(func() {
@@ -225,6 +244,10 @@ func New(database *db.DB, cfg Config) *App {
 	}()
 	return a
 }
+
+// noticeQueue bounds the booking events waiting to be loaded for this
+// instance's subscribers.
+const noticeQueue = 4096
 
 // webhookQueue is the number of pending webhook deliveries, for /metrics.
 func (a *App) webhookQueue() int64 {

@@ -271,7 +271,7 @@ func TestSubscriptionBookingEventsAcrossInstances(t *testing.T) {
 	c.subscribe("all", subBookingEvents, nil)
 	warmUp(t, a, key, f, c, "all")
 	c.subscribe("svc2", subBookingEvents, map[string]any{"serviceId": f2.service})
-	time.Sleep(200 * time.Millisecond) // let the second subscription start
+	waitOpen(t, b, 2) // the second subscription has started
 
 	// Another account's booking never arrives; the next event is ours.
 	fo.book(t, a, other)
@@ -342,10 +342,7 @@ func TestSubscriptionBookingEventsAcrossInstances(t *testing.T) {
 	}
 	// Unsubscribing (complete) ends a subscription.
 	c.send(wsMsg{ID: "all", Type: "complete"})
-	time.Sleep(200 * time.Millisecond)
-	if n := b.App.Events.Open(); n != 1 {
-		t.Fatalf("open subscriptions on B: %d, want 1", n)
-	}
+	waitOpen(t, b, 1)
 }
 
 func TestSubscriptionSQLite(t *testing.T) {
@@ -355,7 +352,7 @@ func TestSubscriptionSQLite(t *testing.T) {
 	c := wsDial(t, e.Server.URL, bearer(key), nil)
 	c.ack()
 	c.subscribe("1", subBookingEvents, map[string]any{"serviceId": f.service})
-	time.Sleep(200 * time.Millisecond)
+	waitOpen(t, e, 1)
 	b := f.book(t, e, key)
 	ev, _ := c.event("1", 5*time.Second)
 	if ev.Type != "CREATED" || ev.Booking.ID != b.ID {
@@ -536,7 +533,7 @@ func TestSubscriptionSSE(t *testing.T) {
 	if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || ct != "text/event-stream" {
 		t.Fatalf("HTTP %d %s", res.StatusCode, ct)
 	}
-	time.Sleep(200 * time.Millisecond)
+	waitOpen(t, e, 1)
 	b := f.book(t, e, key)
 	select {
 	case data := <-events:
@@ -612,7 +609,7 @@ func TestSubscriptionSlowSubscriberDropped(t *testing.T) {
 	slow := wsDial(t, srv.URL, bearer(key), &websocket.DialOptions{HTTPClient: slowHTTP})
 	slow.ack()
 	slow.subscribe("1", subBookingEvents, nil)
-	time.Sleep(200 * time.Millisecond)
+	waitOpen(t, e, 2)        // fast and slow
 	slow.stalled.Store(true) // from now on nothing reads its socket
 
 	n, fastGot := 0, 0
@@ -718,7 +715,7 @@ func TestShutdownEndsSubscriptions(t *testing.T) {
 	}
 	sseDone := make(chan error, 1)
 	go func() { _, err := io.Copy(io.Discard, res.Body); sseDone <- err }()
-	time.Sleep(100 * time.Millisecond) // let both subscriptions start
+	waitOpen(t, e, 2) // both subscriptions have started
 
 	cancel()
 	time.Sleep(100 * time.Millisecond)
@@ -817,5 +814,16 @@ func TestWebSocketRunsOnlySubscriptions(t *testing.T) {
 	c.noEvent(300 * time.Millisecond) // not refused
 	if open := e.App.Events.Open(); open != 16 {
 		t.Fatalf("%d subscriptions open, want 16", open)
+	}
+}
+
+// waitOpen waits until e's instance has n subscriptions open (they start
+// asynchronously after the subscribe message or the SSE request).
+func waitOpen(t *testing.T, e *apptest.Env, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); e.App.Events.Open() != n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscriptions open, want %d", e.App.Events.Open(), n)
+		}
 	}
 }

@@ -419,7 +419,7 @@ func isoBookingEvents(t *testing.T, f *isoFixture, _ *apptest.Response) {
 		t.Fatalf("B subscribing to A's service: %v; to a missing one: %v", a, missing)
 	}
 	c.subscribe("all", subBookingEvents, nil)
-	time.Sleep(200 * time.Millisecond) // let the subscription start
+	waitOpen(t, f.e, 1)
 
 	// A books and deletes (leaving A's data as it was); then B books. B's
 	// first event must be its own.

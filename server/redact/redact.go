@@ -27,8 +27,13 @@ func Secrets(s string) string {
 // error carrying a header) happened to put there.
 type Handler struct{ next slog.Handler }
 
-// NewHandler wraps next.
-func NewHandler(next slog.Handler) *Handler { return &Handler{next: next} }
+// NewHandler wraps next (unless it redacts already).
+func NewHandler(next slog.Handler) *Handler {
+	if h, ok := next.(*Handler); ok {
+		return h
+	}
+	return &Handler{next: next}
+}
 
 // Enabled implements slog.Handler.
 func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }

@@ -47,3 +47,10 @@ func TestHandlerRedacts(t *testing.T) {
 		}
 	}
 }
+
+func TestNewHandlerDoesNotWrapTwice(t *testing.T) {
+	h := NewHandler(slog.NewTextHandler(&bytes.Buffer{}, nil))
+	if NewHandler(h) != h {
+		t.Fatal("a redacting handler was wrapped again")
+	}
+}

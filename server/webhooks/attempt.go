@@ -51,7 +51,7 @@ func (d *Dispatcher) attempt(ctx context.Context, dl *db.Delivery, test bool) (s
 	if err != nil {
 		return "", err // the lease runs out and the delivery is tried again
 	}
-	ev, err := d.db.BookingEventByID(ctx, dl.EventID)
+	ev, err := d.db.BookingEventByID(ctx, dl.AccountID, dl.EventID)
 	if db.ErrorCode(err) == db.CodeResourceNotFound {
 		return resultAbandoned, d.db.AbandonDelivery(ctx, dl)
 	}

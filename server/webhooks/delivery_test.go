@@ -45,7 +45,7 @@ func TestDeliveryRetriedUntilAccepted(t *testing.T) {
 		if len(ds) != 1 || ds[0].Attempts != 3 || ds[0].DeliveredAt == nil || ds[0].LeasedUntil != nil {
 			t.Fatalf("deliveries = %+v, want one delivered after 3 attempts", ds)
 		}
-		ev, err := database.BookingEventByID(context.Background(), ds[0].EventID)
+		ev, err := database.BookingEventByID(context.Background(), ds[0].AccountID, ds[0].EventID)
 		if err != nil {
 			t.Fatal(err)
 		}
