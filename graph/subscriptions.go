@@ -403,7 +403,8 @@ func subscriptionLoaders(database *db.DB) graphql.OperationMiddleware {
 				return refuse("too_many_subscriptions", fmt.Sprintf("A connection holds at most %d subscriptions at a time", MaxSubscriptionsPerConnection))
 			}
 			if st != nil {
-				go func() { <-ctx.Done(); st.subscriptions.Add(-1) }()
+				done := ctx.Done() // the operation's: gqlgen cancels it when the subscription ends
+				go func() { <-done; st.subscriptions.Add(-1) }()
 			}
 		}
 		if c := caller.From(ctx); c != nil && oc.Operation != nil && oc.Operation.Operation == ast.Subscription {

@@ -328,7 +328,9 @@ func TestRedisSharedBudget(t *testing.T) {
 			if admitted < int64(limits.Burst) || admitted > int64(limits.Burst)+slack {
 				t.Fatalf("admitted %d across two limiters, want %d..%d", admitted, limits.Burst, int64(limits.Burst)+slack)
 			}
-			if admittedA.Load() == 0 || admittedB.Load() == 0 {
+			// Alternating, both share the budget; concurrent, one may by
+			// chance take it all first.
+			if mode == "alternating" && (admittedA.Load() == 0 || admittedB.Load() == 0) {
 				t.Fatalf("one limiter admitted nothing (A %d, B %d)", admittedA.Load(), admittedB.Load())
 			}
 		})
